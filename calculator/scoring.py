@@ -1,0 +1,303 @@
+"""One patient in, predicted HPFS and OS under TACE, SIRT and TAE out, with intervals. Pure numpy; no Flask.
+
+Curves are the Cox model's Breslow predictions. Pointwise 95% intervals are on the log scale (R ``survfit.coxph``'s
+default) and include both the coefficient and the baseline-hazard uncertainty (Tsiatis 1981; Therneau & Grambsch
+2000, section 10.2): with h_i = d_i / S0_i the baseline hazard increments at the event times t_i,
+x̄_i the risk-weighted mean covariate, V the inverse information and r = exp(z'beta),
+
+    H(t|z) = r sum_{t_i<=t} h_i
+    Var H(t|z) = r^2 sum_{t_i<=t} d_i / S0_i^2 + q(t)' V q(t),   q(t) = r sum_{t_i<=t} (z - x̄_i) h_i.
+
+Tied event times are handled as scikit-survival's Breslow estimator does (d_i deaths over one risk set), so with
+ties the curve is Breslow's, not R's Efron-adjusted one; without ties the two agree.
+
+When optional inputs are unknown the prediction is the average of the curves over the training cohort's patterns
+of those inputs, S̄ = sum_k w_k S_k; its delta-method variance has the same form with r and q replaced by their
+averages weighted by a_k(t) = w_k S_k(t) / S̄(t). Differences between options (survival at horizons, restricted
+mean survival time) get delta-method intervals that keep the correlation through the shared baseline and
+coefficients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy.stats import norm
+
+from calculator import covariates
+
+Z = float(norm.ppf(0.975))
+COMPARISONS: tuple[tuple[str, str], ...] = (("SIRT", "TACE"), ("TAE", "TACE"), ("SIRT", "TAE"))
+# Returned curves keep the first step in each 1-month interval and in each 0.01 band of survival (plus the last);
+# the values at the kept times are exact. That bounds a curve to about 250 points, a response to tens of KB.
+THIN_SURVIVAL_STEP = 0.01
+THIN_MONTHS_STEP = 1.0
+FEW_SIMILAR_PATIENTS = 10
+
+
+def validate_patient(patient: Mapping[str, str | None]) -> dict[str, str | None]:
+    """Canonical patient: every covariate present; a required one known; values among the levels."""
+    unknown_keys = set(patient) - set(covariates.BY_NAME)
+    if unknown_keys:
+        raise ValueError(f"unknown inputs: {', '.join(sorted(unknown_keys))}")
+    clean = {}
+    for cov in covariates.COVARIATES:
+        value = patient.get(cov.name)
+        if value is None:
+            if cov.required:
+                raise ValueError(f"{cov.name} is required")
+            clean[cov.name] = None
+            continue
+        level = cov.canonical(value)
+        if level is None:
+            raise ValueError(f"{cov.name}: {value!r} is not one of {', '.join(cov.levels)}")
+        clean[cov.name] = level
+    return clean
+
+
+_prepared: dict[tuple[str, str], dict] = {}
+
+
+def _prepare(model, endpoint: str) -> dict:
+    """Per-model constants, computed once: B = XC V and G = diag(XC V XC') over the event times."""
+    key = (model.sha256, endpoint)
+    if key not in _prepared:
+        p = model.endpoints[endpoint]
+        rs = p["risk_sets"]
+        xc, cov = rs["cum_xbar_hazard"], p["covariance"]
+        b = xc @ cov
+        _prepared[key] = {
+            "terms": p["terms"], "coef": p["coef"], "cov": cov,
+            "times": rs["event_times"], "hc": rs["cum_hazard"], "vc": rs["cum_var_hazard"], "xc": xc,
+            "b": b, "g": np.einsum("tp,tp->t", b, xc),
+            "cohort": p["cohort"],
+        }
+    return _prepared[key]
+
+
+def _mixture(patient: dict[str, str | None], cohort: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Covariate columns for each pattern of the unknown inputs, with the cohort's frequencies as weights."""
+    names = cohort["patterns"]["names"]
+    unknown = [n for n in names if patient[n] is None]
+    values, counts = cohort["patterns"]["values"], cohort["patterns"]["counts"]
+    if unknown:
+        idx = [names.index(n) for n in unknown]
+        keys, inverse = np.unique(values[:, idx], axis=0, return_inverse=True)
+        weights = np.bincount(inverse.ravel(), weights=counts)
+    else:
+        keys, weights = np.empty((1, 0), dtype=str), np.ones(1)
+    k = len(weights)
+    columns = {name: np.full(k, value if value is not None else "", dtype=object) for name, value in patient.items()}
+    for j, name in enumerate(unknown):
+        columns[name] = keys[:, j]
+    return columns, weights / weights.sum()
+
+
+def _option_curve(prep: dict, columns: dict, weights: np.ndarray, option: str) -> dict:
+    """Averaged survival and the pieces of its variance at every event time, for one option."""
+    columns = dict(columns, modality=np.full(len(weights), option, dtype=object))
+    z = covariates.design_matrix(columns, prep["terms"])           # (K, p)
+    r = np.exp(z @ prep["coef"])                                    # (K,)
+    s_k = np.exp(-np.outer(prep["hc"], r))                          # (T, K)
+    s = s_k @ weights                                               # (T,)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = np.where(s[:, None] > 0, s_k * weights / s[:, None], weights)
+    m = a * r                                                       # (T, K): a_k r_k
+    r_eff = m.sum(axis=1)
+    zvz = z @ prep["cov"] @ z.T                                     # (K, K)
+    bz = prep["b"] @ z.T                                            # (T, K): z_k' V XC_t
+    hc = prep["hc"]
+    quad = (hc**2 * np.einsum("tk,kl,tl->t", m, zvz, m)
+            - 2 * hc * r_eff * np.einsum("tk,tk->t", m, bz)
+            + r_eff**2 * prep["g"])
+    var = r_eff**2 * prep["vc"] + np.maximum(quad, 0.0)
+    return {"z": z, "r": r, "s_k": s_k, "s": s, "m": m, "r_eff": r_eff, "var": var}
+
+
+def _q(prep: dict, curve: dict, idx: int) -> np.ndarray:
+    """Averaged gradient q̄(t) of the cumulative hazard with respect to beta at one event index."""
+    m = curve["m"][idx]
+    return (m @ curve["z"]) * prep["hc"][idx] - m.sum() * prep["xc"][idx]
+
+
+def _interval(s: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    se = np.sqrt(var)
+    return s * np.exp(-Z * se), np.minimum(1.0, s * np.exp(Z * se))
+
+
+def _first_below_half(times: np.ndarray, curve: np.ndarray) -> float | None:
+    """First time a right-continuous curve is at or below 0.5 (None if it never is: not estimable)."""
+    hit = np.flatnonzero(curve <= 0.5)
+    return float(times[hit[0]]) if hit.size else None
+
+
+def _at(times: np.ndarray, t: float) -> int | None:
+    """Index of the last event time <= t (-1 before the first); None past the last event time (not estimable)."""
+    if t > times[-1]:
+        return None
+    return int(np.searchsorted(times, t, side="right")) - 1
+
+
+def _thin(times: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Indices of the steps to return: the first step in each (month bucket, survival bucket), and the last."""
+    month = np.floor(times / THIN_MONTHS_STEP)
+    level = np.floor((1.0 - s) / THIN_SURVIVAL_STEP)
+    change = np.ones(len(times), dtype=bool)
+    change[1:] = (month[1:] != month[:-1]) | (level[1:] != level[:-1])
+    change[-1] = True
+    return np.flatnonzero(change)
+
+
+def _rmst_pieces(prep: dict, curve: dict, weights: np.ndarray, tau: float) -> dict:
+    """RMST up to tau of the averaged curve, with its baseline coefficients c_i and beta-gradient g."""
+    times = prep["times"]
+    n = int(np.searchsorted(times, tau, side="right"))               # event times <= tau
+    knots = np.concatenate([[0.0], times[:n]])
+    widths = np.diff(np.concatenate([knots, [tau]]))                # (n+1,)
+    s_k = np.vstack([np.ones(len(weights)), curve["s_k"][:n]])     # (n+1, K), value on [knot, next knot)
+    area_k = s_k * widths[:, None]
+    rmst = float(area_k.sum(axis=0) @ weights)
+    tail_k = np.cumsum(area_k[::-1], axis=0)[::-1]                  # integral of S_k from knot j to tau
+    wr = weights * curve["r"]
+    c = tail_k[1:] @ wr                                             # per event time i <= tau
+    hc = np.concatenate([[0.0], prep["hc"][:n]])
+    xc = np.vstack([np.zeros(prep["xc"].shape[1]), prep["xc"][:n]])
+    g = (wr * (area_k * hc[:, None]).sum(axis=0)) @ curve["z"] - (area_k @ wr) @ xc
+    return {"estimate": rmst, "c": c, "g": g, "n": n}
+
+
+def _rmst_variance(prep: dict, c: np.ndarray, g: np.ndarray, n: int) -> float:
+    dv = np.diff(np.concatenate([[0.0], prep["vc"][:n]]))         # d_i / S0_i^2
+    return float(c**2 @ dv + g @ prep["cov"] @ g)
+
+
+def _ci(estimate: float, var: float, lo: float = -np.inf, hi: float = np.inf) -> dict:
+    se = float(np.sqrt(max(var, 0.0)))
+    return {"estimate": float(estimate), "ci_lower": max(lo, estimate - Z * se), "ci_upper": min(hi, estimate + Z * se)}
+
+
+def _none_ci() -> dict:
+    return {"estimate": None, "ci_lower": None, "ci_upper": None}
+
+
+def _endpoint(prep: dict, patient: dict, horizons: Sequence[float]) -> tuple[dict, list[dict], float | None]:
+    columns, weights = _mixture(patient, prep["cohort"])
+    times = prep["times"]
+    tau = max((h for h in horizons if h <= times[-1]), default=None)
+    curves, options, rmst = {}, {}, {}
+    for option in covariates.OPTIONS:
+        curve = _option_curve(prep, columns, weights, option)
+        lower, upper = _interval(curve["s"], curve["var"])
+        curves[option] = curve
+        keep = _thin(times, curve["s"])
+        landmarks = []
+        for h in horizons:
+            i = _at(times, h)
+            if i is None:
+                landmarks.append({"months": h, "survival": None, "ci_lower": None, "ci_upper": None})
+            elif i < 0:
+                landmarks.append({"months": h, "survival": 1.0, "ci_lower": 1.0, "ci_upper": 1.0})
+            else:
+                landmarks.append({"months": h, "survival": float(curve["s"][i]),
+                                  "ci_lower": float(lower[i]), "ci_upper": float(upper[i])})
+        if tau is not None:
+            rmst[option] = _rmst_pieces(prep, curve, weights, tau)
+            pieces = rmst[option]
+            rmst_out = {"horizon_months": tau, **_ci(pieces["estimate"],
+                                                      _rmst_variance(prep, pieces["c"], pieces["g"], pieces["n"]),
+                                                      0.0, tau)}
+        else:
+            rmst_out = {"horizon_months": None, **_none_ci()}
+        options[option] = {
+            "times_months": [0.0] + times[keep].round(4).tolist(),
+            "survival": [1.0] + curve["s"][keep].round(6).tolist(),
+            "ci_lower": [1.0] + lower[keep].round(6).tolist(),
+            "ci_upper": [1.0] + upper[keep].round(6).tolist(),
+            "median_months": {"estimate": _first_below_half(times, curve["s"]),
+                              "ci_lower": _first_below_half(times, lower),
+                              "ci_upper": _first_below_half(times, upper)},
+            "landmarks": landmarks,
+            "rmst": rmst_out,
+        }
+    contrasts = [_contrast(prep, curves, rmst, a, b, horizons) for a, b in COMPARISONS]
+    return options, contrasts, tau
+
+
+def _contrast(prep: dict, curves: dict, rmst: dict, a: str, b: str, horizons: Sequence[float]) -> dict:
+    """Survival difference at the horizons and RMST difference, a minus b, with delta-method 95% intervals."""
+    times = prep["times"]
+    ca, cb = curves[a], curves[b]
+    diffs = []
+    for h in horizons:
+        i = _at(times, h)
+        if i is None:
+            diffs.append({"months": h, **_none_ci()})
+            continue
+        if i < 0:
+            diffs.append({"months": h, "estimate": 0.0, "ci_lower": 0.0, "ci_upper": 0.0})
+            continue
+        sa, sb = ca["s"][i], cb["s"][i]
+        base = (sa * ca["r_eff"][i] - sb * cb["r_eff"][i]) ** 2 * prep["vc"][i]
+        grad = sa * _q(prep, ca, i) - sb * _q(prep, cb, i)
+        diffs.append({"months": h, **_ci(float(sa - sb), float(base + grad @ prep["cov"] @ grad), -1.0, 1.0)})
+    if rmst:
+        ra, rb = rmst[a], rmst[b]
+        var = _rmst_variance(prep, ra["c"] - rb["c"], ra["g"] - rb["g"], ra["n"])
+        tau = max(h for h in horizons if h <= times[-1])
+        rmst_diff = {"horizon_months": tau, **_ci(ra["estimate"] - rb["estimate"], var, -tau, tau)}
+    else:
+        rmst_diff = {"horizon_months": None, **_none_ci()}
+    return {"comparison": f"{a} vs {b}", "a": a, "b": b, "survival_difference": diffs, "rmst_difference": rmst_diff}
+
+
+def predict(model, patient: Mapping[str, str | None],
+            horizons: Sequence[float] = covariates.DEFAULT_HORIZONS_MONTHS) -> dict:
+    """Predicted HPFS and OS for one patient under each option (the API's response body, and more).
+
+    ``model`` is a :class:`calculator.model_store.LoadedModel`; ``patient`` maps covariate names to canonical
+    levels (None = unknown, optional covariates only).
+    """
+    clean = validate_patient(patient)
+    horizons = [float(h) for h in horizons]
+    grade = clean["who_grade"]
+    predictions, contrasts, similar = {}, {}, {}
+    warnings = []
+    for endpoint, spec in covariates.ENDPOINTS.items():
+        prep = _prepare(model, endpoint)
+        predictions[endpoint], contrasts[endpoint], _ = _endpoint(prep, clean, horizons)
+        for option in covariates.OPTIONS:
+            count = prep["cohort"]["grade_modality"][grade][option]
+            similar[option] = min(similar.get(option, count), count)
+        late = [h for h in horizons if h > prep["times"][-1]]
+        if late:
+            warnings.append(f"{spec.label}: not estimable beyond {prep['times'][-1]:.1f} months (the last "
+                            f"observed {spec.event_label}); no value is given at "
+                            + ", ".join(f"{h:g}" for h in late) + " months.")
+    in_model = model.endpoints["hpfs"]["cohort"]["patterns"]["names"]
+    unknown = [name for name in in_model if clean[name] is None]
+    unused = [name for name in covariates.OPTIONAL if name not in in_model and clean[name] is not None]
+    if unused:
+        warnings.append("Not used by this model (its training data did not record them): "
+                        + ", ".join(covariates.BY_NAME[n].label.lower() for n in unused) + ".")
+    if model.data_source == "synthetic":
+        warnings.append("This model was trained on synthetic data reproducing the published estimates; its intervals "
+                        "do not reflect the original study's uncertainty. Not for clinical decisions.")
+    for option, count in similar.items():
+        if count < FEW_SIMILAR_PATIENTS:
+            warnings.append(f"Only {count} training patients of grade {grade} were treated with {option}: "
+                            f"the {option} estimates rest on few similar patients.")
+    if unknown:
+        labels = ", ".join(covariates.BY_NAME[n].label.lower() for n in unknown)
+        warnings.append(f"Unknown: {labels}. The prediction averages over the training cohort's distribution of "
+                        "these.")
+    return {
+        "model": {"model_version": model.version, "sha256": model.sha256, "data_source": model.data_source,
+                  "created_at": model.created_at},
+        "inputs": clean,
+        "unknown": unknown,
+        "predictions": predictions,
+        "contrasts": contrasts,
+        "similar_patients": similar,
+        "warnings": warnings,
+    }

@@ -1,0 +1,115 @@
+"""Registry in, one artifact directory out: fit both endpoints, assemble the card and the scoring payloads."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from calculator import covariates
+from training import artifact, card
+from training.fit import fit_endpoint
+from training.registry import Registry, endpoint_frame
+
+Progress = Callable[[str], None]
+
+
+def stderr_progress() -> Progress:
+    """Progress lines with elapsed seconds on stderr (stdout stays for results)."""
+    start = time.perf_counter()
+
+    def report(message: str) -> None:
+        print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def cohort_summary(frame: pd.DataFrame, optional: tuple[str, ...]) -> dict:
+    """Aggregate counts the calculator needs; no patient-level rows.
+
+    ``grade_modality``: patients per grade and option (for "few similar patients" warnings);
+    ``patterns``: the distinct combinations of the optional covariates with their frequencies (for averaging a
+    prediction over what a user leaves unknown).
+    """
+    counts = frame.groupby(["who_grade", "modality"]).size()
+    grade_modality = {g: {m: int(counts.get((g, m), 0)) for m in covariates.OPTIONS}
+                      for g in covariates.WHO_GRADE.levels}
+    names = list(optional)
+    if names:
+        patterns = frame[names].value_counts(sort=False).reset_index(name="count")
+        values = patterns[names].to_numpy(dtype=str)
+        pattern_counts = patterns["count"].to_numpy(dtype=float)
+    else:
+        values, pattern_counts = np.empty((1, 0), dtype=str), np.ones(1)
+    return {"grade_modality": grade_modality,
+            "patterns": {"names": names, "values": values, "counts": pattern_counts}}
+
+
+def baseline_survival(risk_sets: dict, horizons=covariates.DEFAULT_HORIZONS_MONTHS) -> list[dict]:
+    """S0(t) for the all-reference patient at the horizons: S(t | z) = S0(t) ** exp(z'beta) by hand."""
+    times, cum = risk_sets["event_times"], risk_sets["cum_hazard"]
+    rows = []
+    for h in horizons:
+        k = np.searchsorted(times, h, side="right")
+        estimable = h <= times[-1]
+        rows.append({"months": h, "survival": float(np.exp(-cum[k - 1])) if k and estimable else
+                     (1.0 if estimable else None)})
+    return rows
+
+
+def data_source(registry: Registry) -> str:
+    """'synthetic' for a registry made by ``training.synthetic`` (every id carries its prefix), else 'registry'."""
+    ids = registry.frame["patient_id"].astype(str)
+    return "synthetic" if ids.str.fullmatch(r"SYN\d+").all() else "registry"
+
+
+def default_version(created: datetime, data_sha256: str) -> str:
+    return f"{created:%Y%m%d-%H%M%S}-{data_sha256[:8]}"
+
+
+def fit_registry(registry: Registry, out: str | Path, *, version: str | None = None,
+                 progress: Progress | None = None) -> Path:
+    """Fit HPFS and OS on a validated registry and write one artifact directory at ``out``."""
+    progress = progress or (lambda message: None)
+    created = datetime.now(timezone.utc)
+    version = version or default_version(created, registry.sha256)
+    payloads, results = {}, {}
+    for name in covariates.ENDPOINTS:
+        frame = endpoint_frame(registry, name)
+        progress(f"{name}: fitting {len(frame)} patients, {int(frame['event'].sum())} events")
+        fitted = fit_endpoint(frame, registry.optional, progress=lambda step, n=name: progress(f"{n}: {step}"))
+        fit, risk_sets = fitted["fit"], fitted["risk_sets"]
+        payloads[name] = {
+            "estimator": fit.estimator,
+            "terms": fit.terms,
+            "coef": fit.coef,
+            "covariance": fit.covariance,
+            "risk_sets": risk_sets,
+            "cohort": cohort_summary(frame, registry.optional),
+        }
+        results[name] = {
+            "n": fit.n, "events": fit.events,
+            "multivariate": fitted["multivariate"], "univariate": fitted["univariate"],
+            "last_event_months": float(risk_sets["event_times"][-1]),
+            "baseline_survival": baseline_survival(risk_sets),
+        }
+    data = {
+        "source": data_source(registry),
+        "sha256": registry.sha256,
+        "rows_read": registry.report["rows_read"],
+        "rows_used": {name: results[name]["n"] for name in covariates.ENDPOINTS},
+        "excluded": registry.report["excluded"],
+        "endpoint_missing": registry.report["endpoint_missing"],
+        "format": registry.report["format"],
+    }
+    model_card = card.build_card(version=version, created_at=created, data=data, optional=registry.optional,
+                                 endpoints=results)
+    progress("writing the artifact")
+    path = artifact.write_artifact(out, payloads, model_card, card.render_markdown(model_card))
+    progress(f"wrote model version {version} to {path}")
+    return path
