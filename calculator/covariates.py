@@ -51,7 +51,11 @@ class Covariate:
             text = str(value).strip()
         if text in self.levels:
             return text
-        return self.aliases.get(text.lower())
+        folded = text.lower()
+        for level in self.levels:
+            if level.lower() == folded:
+                return level
+        return self.aliases.get(folded)
 
 
 _BINARY_ALIASES = {

@@ -92,8 +92,11 @@ class LoadedModel:
 
     directory: Path
     sha256: str
-    card: dict
+    card: dict = field(repr=False)
     endpoints: dict[str, dict] = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"LoadedModel({self.version!r}, {str(self.directory)!r})"
 
     @property
     def version(self) -> str:

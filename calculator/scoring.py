@@ -139,13 +139,15 @@ def _at(times: np.ndarray, t: float) -> int | None:
     return int(np.searchsorted(times, t, side="right")) - 1
 
 
-def _thin(times: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Indices of the steps to return: the first step in each (month bucket, survival bucket), and the last."""
+def _thin(times: np.ndarray, s: np.ndarray, keep: list[int]) -> np.ndarray:
+    """Indices of the steps to return: the first step in each (month bucket, survival bucket), the last, and
+    ``keep`` (the steps in force at the landmarks, so that the returned curve reads the landmark values exactly)."""
     month = np.floor(times / THIN_MONTHS_STEP)
     level = np.floor((1.0 - s) / THIN_SURVIVAL_STEP)
     change = np.ones(len(times), dtype=bool)
     change[1:] = (month[1:] != month[:-1]) | (level[1:] != level[:-1])
     change[-1] = True
+    change[[i for i in keep if i >= 0]] = True
     return np.flatnonzero(change)
 
 
@@ -190,7 +192,7 @@ def _endpoint(prep: dict, patient: dict, horizons: Sequence[float]) -> tuple[dic
         curve = _option_curve(prep, columns, weights, option)
         lower, upper = _interval(curve["s"], curve["var"])
         curves[option] = curve
-        keep = _thin(times, curve["s"])
+        keep = _thin(times, curve["s"], [i for i in map(lambda h: _at(times, h), horizons) if i is not None])
         landmarks = []
         for h in horizons:
             i = _at(times, h)

@@ -1,0 +1,35 @@
+"""Shared fixtures: a trained model version, and the web app serving it."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from calculator import create_app
+from tests.model_fixtures import model_dir  # noqa: F401  (a session-scoped fixture)
+
+# A complete, valid submission of the form: the required inputs only.
+VALID_FORM = {"who_grade": "2", "tumor_burden": "<25%", "prior_resection_ablation": "0"}
+
+
+@pytest.fixture
+def app(model_dir) -> Flask:  # noqa: F811
+    return create_app({"TESTING": True, "MODEL_DIR": model_dir, "WTF_CSRF_ENABLED": False})
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def csrf_app(model_dir) -> Flask:  # noqa: F811
+    """The app as served: CSRF protection on."""
+    return create_app({"TESTING": True, "MODEL_DIR": model_dir})
+
+
+@pytest.fixture
+def broken_app(tmp_path) -> Flask:
+    """An app whose model directory does not exist."""
+    return create_app({"TESTING": True, "MODEL_DIR": tmp_path / "missing", "WTF_CSRF_ENABLED": False})

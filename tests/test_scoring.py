@@ -1,0 +1,217 @@
+"""Scoring: curves, intervals, medians, landmarks, averaging over unknowns and contrasts, checked independently."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from calculator import covariates
+from calculator.model_store import load_model
+from calculator.scoring import COMPARISONS, predict
+from tests.registries import random_registry
+from training.fit import fit_cox
+from training.pipeline import fit_registry
+from training.registry import load_registry
+
+DATA = Path(__file__).parent / "data"
+R_TIMES = (3.0, 6.0, 12.0, 24.0, 36.0)
+
+
+@pytest.fixture(scope="module")
+def r_model(tmp_path_factory):
+    """The R reference registry fitted by our pipeline."""
+    out = tmp_path_factory.mktemp("r") / "model"
+    return load_model(fit_registry(load_registry(str(DATA / "r_reference_registry.csv")), out, version="r-ref"))
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    return load_model(model_dir)
+
+
+def patient_of(row: dict) -> dict:
+    return {c.name: str(row[c.name]) for c in covariates.COVARIATES}
+
+
+def test_curves_and_intervals_match_r_survfit(r_model):
+    """R survfit.coxph(ctype=1), log-scale intervals, heavily tied times: 1e-8 relative."""
+    ref = pd.read_csv(DATA / "r_reference_curves.csv")
+    patients = pd.read_csv(DATA / "r_reference_patients.csv").to_dict("records")
+    for i, row in enumerate(patients, start=1):
+        result = predict(r_model, patient_of(row), horizons=R_TIMES)
+        for endpoint in ("hpfs", "os"):
+            ours = result["predictions"][endpoint][row["modality"]]
+            theirs = ref[(ref.endpoint == endpoint) & (ref.patient == i)]
+            for key, column in (("survival", "surv"), ("ci_lower", "lower"), ("ci_upper", "upper")):
+                np.testing.assert_allclose([lm[key] for lm in ours["landmarks"]], theirs[column], rtol=1e-8)
+            med = ours["median_months"]
+            for key, column in (("estimate", "median"), ("ci_lower", "median_lower"), ("ci_upper", "median_upper")):
+                expected = theirs[column].iloc[0]
+                assert (med[key] is None) == bool(np.isnan(expected)), (endpoint, i, key)
+                if med[key] is not None:
+                    assert med[key] == pytest.approx(expected, abs=1e-9)
+
+
+def brute_force_mixture(frame, endpoint, patient, option, names, weights_by_pattern, t):
+    """-log of the averaged survival at t and its delta-method variance, by finite differences over
+    (beta, baseline increments) with loops over risk sets: shares no code with calculator.scoring."""
+    spec = covariates.ENDPOINTS[endpoint]
+    terms = covariates.term_ids(covariates.OPTIONAL)
+    x = covariates.design_matrix(frame, terms)
+    time, event = frame[spec.time].to_numpy(float), frame[spec.event].to_numpy(bool)
+    fit = fit_cox(x, time, event, terms)
+    ev_times = np.unique(time[event])
+    d = np.array([np.sum(event & (time == u)) for u in ev_times])
+
+    def s0(beta):
+        w = np.exp(x @ beta)
+        return np.array([w[time >= u].sum() for u in ev_times])
+
+    zs = []
+    for values in weights_by_pattern:
+        row = dict(patient, modality=option, **dict(zip(names, values)))
+        zs.append(covariates.design_matrix({k: [v] for k, v in row.items()}, terms)[0])
+    zs, w = np.array(zs), np.array(list(weights_by_pattern.values()), float)
+    w = w / w.sum()
+    upto = ev_times <= t
+
+    def neg_log_s(beta, increments):
+        h = increments[upto].sum()
+        return -np.log(np.sum(w * np.exp(-np.exp(zs @ beta) * h)))
+
+    beta = fit.coef
+    inc = d / s0(beta)
+    # Baseline increments as free parameters with variance d/S0^2 (independent), beta with V.
+    grad_b = np.array([(neg_log_s(beta + 1e-6 * e, inc) - neg_log_s(beta - 1e-6 * e, inc)) / 2e-6
+                       for e in np.eye(len(beta))])
+    # The increments depend on beta too: total derivative through S0(beta).
+    grad_b += np.array([(neg_log_s(beta, d / s0(beta + 1e-6 * e)) - neg_log_s(beta, d / s0(beta - 1e-6 * e))) / 2e-6
+                        for e in np.eye(len(beta))])
+    grad_h = np.array([(neg_log_s(beta, inc + 1e-7 * e) - neg_log_s(beta, inc - 1e-7 * e)) / 2e-7
+                       for e in np.eye(len(inc))])
+    var = grad_b @ fit.covariance @ grad_b + np.sum(grad_h**2 * d / s0(beta) ** 2)
+    return neg_log_s(beta, inc), var
+
+
+def test_averaging_over_unknowns_matches_brute_force(tmp_path):
+    frame = random_registry(300, 21, round_to=1.0)
+    csv = tmp_path / "r.csv"
+    frame.to_csv(csv, index=False)
+    model = load_model(fit_registry(load_registry(str(csv)), tmp_path / "m", version="mix"))
+    patient = {"who_grade": "2", "tumor_burden": "50-75%", "prior_resection_ablation": "1", "tumor_type": None,
+               "extrahepatic_metastases": "0", "octreotide": None, "biologic": "1", "cytotoxic": "0"}
+    names = ["tumor_type", "octreotide"]
+    pattern_weights = frame.astype(str).groupby(names).size().to_dict()
+    canon = frame.astype({c: str for c in covariates.BY_NAME} | {"modality": str})
+    result = predict(model, patient, horizons=(12.0, 24.0))
+    for option in covariates.OPTIONS:
+        lm = result["predictions"]["os"][option]["landmarks"][1]
+        nls, var = brute_force_mixture(canon, "os", {k: v for k, v in patient.items() if v is not None}, option,
+                                       names, pattern_weights, 24.0)
+        assert lm["survival"] == pytest.approx(np.exp(-nls), rel=1e-10)
+        se = np.sqrt(var)
+        assert lm["ci_lower"] == pytest.approx(np.exp(-nls) * np.exp(-1.959963984540054 * se), rel=1e-5)
+
+
+def test_contrast_intervals_agree_with_bootstrap(tmp_path):
+    """Delta-method SEs of survival and RMST differences vs a 150-replicate nonparametric bootstrap (within 25%)."""
+    frame = random_registry(600, 38)  # smallest grade-by-option cell 34: no bootstrap replicate loses a term
+    csv = tmp_path / "r.csv"
+    frame.to_csv(csv, index=False)
+    registry = load_registry(str(csv))
+    model = load_model(fit_registry(registry, tmp_path / "m", version="boot"))
+    patient = patient_of(dict(who_grade=2, tumor_burden="25-50%", prior_resection_ablation=0, tumor_type="gut",
+                              extrahepatic_metastases=0, octreotide=1, biologic=0, cytotoxic=0))
+    result = predict(model, patient, horizons=(24.0,))
+    rng = np.random.default_rng(5)
+    terms = covariates.term_ids(covariates.OPTIONAL)
+    canon = registry.frame
+    x_all = covariates.design_matrix(canon, terms)
+    zs = {o: covariates.design_matrix({**{k: [v] for k, v in patient.items()}, "modality": [o]}, terms)[0]
+          for o in covariates.OPTIONS}
+    diffs, rmsts = [], []
+    t, e = canon["os_months"].to_numpy(float), canon["os_event"].to_numpy(bool)
+    for _ in range(150):
+        idx = rng.integers(0, len(canon), len(canon))
+        fit = fit_cox(x_all[idx], t[idx], e[idx], terms)
+        times = np.unique(t[idx][e[idx]])
+        w = np.exp(x_all[idx] @ fit.coef)
+        h = np.array([np.sum(e[idx] & (t[idx] == u)) / w[t[idx] >= u].sum() for u in times])
+        surv = {o: np.exp(-np.exp(zs[o] @ fit.coef) * np.cumsum(h)) for o in covariates.OPTIONS}
+        k = np.searchsorted(times, 24.0, side="right") - 1
+        diffs.append(surv["SIRT"][k] - surv["TACE"][k])
+        widths = np.diff(np.concatenate([[0.0], times[: k + 1], [24.0]]))
+        area = {o: np.concatenate([[1.0], surv[o][: k + 1]]) @ widths for o in covariates.OPTIONS}
+        rmsts.append(area["SIRT"] - area["TACE"])
+    contrast = next(c for c in result["contrasts"]["os"] if c["comparison"] == "SIRT vs TACE")
+    se_diff = (contrast["survival_difference"][0]["ci_upper"] - contrast["survival_difference"][0]["estimate"]) / 1.96
+    se_rmst = (contrast["rmst_difference"]["ci_upper"] - contrast["rmst_difference"]["estimate"]) / 1.96
+    assert se_diff == pytest.approx(np.std(diffs, ddof=1), rel=0.25)
+    assert se_rmst == pytest.approx(np.std(rmsts, ddof=1), rel=0.25)
+
+
+def test_landmarks_past_last_event_are_not_estimable(model):
+    patient = {c.name: c.reference if c.required else None for c in covariates.COVARIATES}
+    result = predict(model, patient, horizons=(12.0, 500.0))
+    for endpoint in ("hpfs", "os"):
+        for option in covariates.OPTIONS:
+            late = result["predictions"][endpoint][option]["landmarks"][1]
+            assert late == {"months": 500.0, "survival": None, "ci_lower": None, "ci_upper": None}
+    assert any("not estimable" in w for w in result["warnings"])
+
+
+def test_response_stays_small_and_lists_comparisons(model):
+    import json
+
+    patient = {c.name: c.reference if c.required else None for c in covariates.COVARIATES}
+    result = predict(model, patient)
+    assert len(json.dumps(result)) < 80_000
+    assert [c["comparison"] for c in result["contrasts"]["hpfs"]] == [f"{a} vs {b}" for a, b in COMPARISONS]
+
+
+def test_invalid_patient_is_refused(model):
+    with pytest.raises(ValueError, match="who_grade"):
+        predict(model, {"who_grade": "4", "tumor_burden": "<25%", "prior_resection_ablation": "0"})
+    with pytest.raises(ValueError, match="tumor_burden is required"):
+        predict(model, {"who_grade": "1", "prior_resection_ablation": "0"})
+    with pytest.raises(ValueError, match="unknown inputs"):
+        predict(model, {"who_grade": "1", "tumor_burden": "<25%", "prior_resection_ablation": "0", "grade": "1"})
+
+
+def patients():
+    fields = {c.name: st.sampled_from(c.levels) if c.required else st.one_of(st.none(), st.sampled_from(c.levels))
+              for c in covariates.COVARIATES}
+    return st.fixed_dictionaries(fields)
+
+
+@settings(max_examples=60, deadline=None)
+@given(patient=patients())
+def test_properties_of_every_prediction(model, patient):
+    result = predict(model, patient)
+    for endpoint in ("hpfs", "os"):
+        for option, p in result["predictions"][endpoint].items():
+            s, lo, hi = (np.array(p[k]) for k in ("survival", "ci_lower", "ci_upper"))
+            assert np.all((0 <= lo) & (lo <= s + 1e-12) & (s <= hi + 1e-12) & (hi <= 1))
+            assert np.all(np.diff(s) <= 1e-12)
+            assert np.all(np.diff(p["times_months"]) > 0)
+            median = p["median_months"]["estimate"]
+            times = np.array(p["times_months"])
+            if median is None:
+                assert s[-1] > 0.5
+            else:
+                first = times[np.argmax(s <= 0.5)]
+                assert median == pytest.approx(first)
+            ci = p["median_months"]
+            if median is not None and ci["ci_lower"] is not None:
+                assert ci["ci_lower"] <= median
+            if median is not None and ci["ci_upper"] is not None:
+                assert ci["ci_upper"] >= median
+            for lm in p["landmarks"]:
+                if lm["survival"] is not None:
+                    k = np.searchsorted(times, lm["months"], side="right") - 1
+                    assert lm["survival"] == pytest.approx(s[k], abs=1e-6)
