@@ -94,25 +94,36 @@ def _mixture(patient: dict[str, str | None], cohort: dict) -> tuple[dict[str, np
     return columns, weights / weights.sum()
 
 
-def _option_curve(prep: dict, columns: dict, weights: np.ndarray, option: str) -> dict:
-    """Averaged survival and the pieces of its variance at every event time, for one option."""
-    columns = dict(columns, modality=np.full(len(weights), option, dtype=object))
-    z = covariates.design_matrix(columns, prep["terms"])           # (K, p)
+def _designs(prep: dict, columns: dict, k: int) -> dict[str, np.ndarray]:
+    """Term rows (K, p) of each option's patterns, built in one pass."""
+    stacked = {name: np.tile(values, len(covariates.OPTIONS)) for name, values in columns.items()}
+    stacked["modality"] = np.repeat(np.array(covariates.OPTIONS, dtype=object), k)
+    z = covariates.design_matrix(stacked, prep["terms"])
+    return {option: z[i * k:(i + 1) * k] for i, option in enumerate(covariates.OPTIONS)}
+
+
+def _option_curve(prep: dict, z: np.ndarray, weights: np.ndarray) -> dict:
+    """Averaged survival and the pieces of its variance at every event time, for one option's patterns z."""
     r = np.exp(z @ prep["coef"])                                    # (K,)
-    s_k = np.exp(-np.outer(prep["hc"], r))                          # (T, K)
-    s = s_k @ weights                                               # (T,)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        a = np.where(s[:, None] > 0, s_k * weights / s[:, None], weights)
-    m = a * r                                                       # (T, K): a_k r_k
-    r_eff = m.sum(axis=1)
-    zvz = z @ prep["cov"] @ z.T                                     # (K, K)
-    bz = prep["b"] @ z.T                                            # (T, K): z_k' V XC_t
     hc = prep["hc"]
-    quad = (hc**2 * np.einsum("tk,kl,tl->t", m, zvz, m)
-            - 2 * hc * r_eff * np.einsum("tk,tk->t", m, bz)
-            + r_eff**2 * prep["g"])
+    ws = np.exp(np.outer(hc, -r)) * weights                         # (T, K): w_k S_k(t)
+    s = ws.sum(axis=1)
+    # m_k(t) = a_k(t) r_k with a_k = w_k S_k / S̄; where S̄ underflows to 0 the weights are the prior ones.
+    alive = s > 0
+    m = ws * r * (1.0 / np.where(alive, s, 1.0))[:, None]
+    if not alive.all():
+        m[~alive] = weights * r
+    r_eff = m.sum(axis=1)
+    # q̄(t) = A(t) Hc(t) - r_eff(t) XC(t) with A = m Z; q̄'Vq̄ expanded so that only (T, p) products remain.
+    if len(r) == 1:
+        zvz = float(z[0] @ prep["cov"] @ z[0])
+        ava, avx = r_eff**2 * zvz, r_eff * (prep["b"] @ z[0])
+    else:
+        a = m @ z
+        ava, avx = np.einsum("tp,tp->t", a @ prep["cov"], a), np.einsum("tp,tp->t", a, prep["b"])
+    quad = hc**2 * ava - 2 * hc * r_eff * avx + r_eff**2 * prep["g"]
     var = r_eff**2 * prep["vc"] + np.maximum(quad, 0.0)
-    return {"z": z, "r": r, "s_k": s_k, "s": s, "m": m, "r_eff": r_eff, "var": var}
+    return {"z": z, "r": r, "ws": ws, "s": s, "m": m, "r_eff": r_eff, "var": var}
 
 
 def _q(prep: dict, curve: dict, idx: int) -> np.ndarray:
@@ -151,22 +162,22 @@ def _thin(times: np.ndarray, s: np.ndarray, keep: list[int]) -> np.ndarray:
     return np.flatnonzero(change)
 
 
-def _rmst_pieces(prep: dict, curve: dict, weights: np.ndarray, tau: float) -> dict:
-    """RMST up to tau of the averaged curve, with its baseline coefficients c_i and beta-gradient g."""
+def _rmst_pieces(prep: dict, curve: dict, tau: float) -> dict:
+    """RMST up to tau of the averaged curve, with its baseline coefficients c_i and beta-gradient g.
+
+    RMST = tau_1 + sum_j S̄(t_j) width_j over the event times t_j <= tau (S = 1 before the first one);
+    c_i = sum_k w_k r_k * integral of S_k from t_i to tau; g = d RMST / d beta up to sign.
+    """
     times = prep["times"]
     n = int(np.searchsorted(times, tau, side="right"))               # event times <= tau
-    knots = np.concatenate([[0.0], times[:n]])
-    widths = np.diff(np.concatenate([knots, [tau]]))                # (n+1,)
-    s_k = np.vstack([np.ones(len(weights)), curve["s_k"][:n]])     # (n+1, K), value on [knot, next knot)
-    area_k = s_k * widths[:, None]
-    rmst = float(area_k.sum(axis=0) @ weights)
-    tail_k = np.cumsum(area_k[::-1], axis=0)[::-1]                  # integral of S_k from knot j to tau
-    wr = weights * curve["r"]
-    c = tail_k[1:] @ wr                                             # per event time i <= tau
-    hc = np.concatenate([[0.0], prep["hc"][:n]])
-    xc = np.vstack([np.zeros(prep["xc"].shape[1]), prep["xc"][:n]])
-    g = (wr * (area_k * hc[:, None]).sum(axis=0)) @ curve["z"] - (area_k @ wr) @ xc
-    return {"estimate": rmst, "c": c, "g": g, "n": n}
+    widths = np.diff(np.append(times[:n], tau))                     # S(t_j) holds on [t_j, t_j+1)
+    first = times[0] if n else tau
+    ws, r = curve["ws"][:n], curve["r"]
+    wrs = ws @ r                                                    # sum_k w_k r_k S_k(t_j)
+    area = wrs * widths
+    c = np.cumsum(area[::-1])[::-1]
+    g = (r * (ws.T @ (prep["hc"][:n] * widths))) @ curve["z"] - area @ prep["xc"][:n]
+    return {"estimate": float(first + curve["s"][:n] @ widths), "c": c, "g": g, "n": n}
 
 
 def _rmst_variance(prep: dict, c: np.ndarray, g: np.ndarray, n: int) -> float:
@@ -185,11 +196,12 @@ def _none_ci() -> dict:
 
 def _endpoint(prep: dict, patient: dict, horizons: Sequence[float]) -> tuple[dict, list[dict], float | None]:
     columns, weights = _mixture(patient, prep["cohort"])
+    designs = _designs(prep, columns, len(weights))
     times = prep["times"]
     tau = max((h for h in horizons if h <= times[-1]), default=None)
     curves, options, rmst = {}, {}, {}
     for option in covariates.OPTIONS:
-        curve = _option_curve(prep, columns, weights, option)
+        curve = _option_curve(prep, designs[option], weights)
         lower, upper = _interval(curve["s"], curve["var"])
         curves[option] = curve
         keep = _thin(times, curve["s"], [i for i in map(lambda h: _at(times, h), horizons) if i is not None])
@@ -204,7 +216,7 @@ def _endpoint(prep: dict, patient: dict, horizons: Sequence[float]) -> tuple[dic
                 landmarks.append({"months": h, "survival": float(curve["s"][i]),
                                   "ci_lower": float(lower[i]), "ci_upper": float(upper[i])})
         if tau is not None:
-            rmst[option] = _rmst_pieces(prep, curve, weights, tau)
+            rmst[option] = _rmst_pieces(prep, curve, tau)
             pieces = rmst[option]
             rmst_out = {"horizon_months": tau, **_ci(pieces["estimate"],
                                                       _rmst_variance(prep, pieces["c"], pieces["g"], pieces["n"]),

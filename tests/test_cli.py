@@ -1,0 +1,126 @@
+"""The training command line, end to end, as a registry team would run it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy
+
+from tests.registries import random_registry
+from training import synthetic
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "training", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=900)
+
+
+@pytest.mark.slow
+def test_synthetic_20000_reproduces_table1(tmp_path):
+    """Must show: 19 multivariate HRs within 15% for both endpoints, grade medians, mean follow-up 23-33 months."""
+    csv, out = tmp_path / "syn.csv", tmp_path / "model"
+    assert run("synthesize", "--n", "20000", "--seed", "1", "--out", str(csv)).returncode == 0
+    done = run("fit", "--data", str(csv), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "hpfs: multivariate model" in done.stderr  # progress is shown
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["data"]["source"] == "synthetic"
+    for endpoint in ("hpfs", "os"):
+        rows = card["endpoints"][endpoint]["multivariate"]
+        assert len(rows) == 19
+        for row in rows:
+            assert row["hr"] == pytest.approx(row["published_hr"], rel=0.15), (endpoint, row["term"])
+    report = synthetic.calibration_report(pd.read_csv(csv, dtype={"who_grade": str}))
+    print(json.dumps(report, indent=1))
+    paper = synthetic.load_table1()["cohort"]["full_paper"]
+    for endpoint, tolerance in (("hpfs", 0.20), ("os", 0.35)):
+        published = paper[f"median_{endpoint}_months_by_grade"]
+        ours = report[endpoint]["median_by_grade"] if "median_by_grade" in report[endpoint] else report[endpoint]
+        for grade, median in published.items():
+            assert ours[grade] == pytest.approx(median, rel=tolerance), (endpoint, grade)
+    follow_up = pd.read_csv(csv)["os_months"].mean()
+    assert 23 <= follow_up <= 33
+
+
+def write_formats(frame: pd.DataFrame, folder: Path) -> dict[str, tuple[str, ...]]:
+    frame.to_csv(folder / "r.csv", index=False)
+    frame.to_excel(folder / "r.xlsx", index=False)
+    frame.to_parquet(folder / "r.parquet", index=False)
+    engine = sqlalchemy.create_engine(f"sqlite:///{folder / 'r.db'}")
+    frame.to_sql("registry", engine, index=False)
+    engine.dispose()
+    return {"csv": (str(folder / "r.csv"),), "xlsx": (str(folder / "r.xlsx"),),
+            "parquet": (str(folder / "r.parquet"),), "sqlite": (f"sqlite:///{folder / 'r.db'}", "--table", "registry")}
+
+
+def test_same_data_in_every_format_gives_identical_models(tmp_path):
+    frame = random_registry(400, 12, round_to=0.5)
+    models = {}
+    for name, source in write_formats(frame, tmp_path).items():
+        out = tmp_path / f"model-{name}"
+        args = ["fit", "--data", source[0], *source[1:], "--out", str(out)]
+        done = run(*args)
+        assert done.returncode == 0, done.stderr
+        card = json.loads((out / "model_card.json").read_text())
+        payload = joblib.load(out / "os.joblib")
+        models[name] = (card, payload)
+    ref_card, ref_payload = models["csv"]
+    for name, (card, payload) in models.items():
+        assert card["data"]["format"] == ("sql" if name == "sqlite" else name)
+        for endpoint in ("hpfs", "os"):
+            assert card["endpoints"][endpoint]["multivariate"] == ref_card["endpoints"][endpoint]["multivariate"]
+            assert card["endpoints"][endpoint]["univariate"] == ref_card["endpoints"][endpoint]["univariate"]
+        np.testing.assert_array_equal(payload["coef"], ref_payload["coef"])
+        np.testing.assert_array_equal(payload["risk_sets"]["cum_hazard"], ref_payload["risk_sets"]["cum_hazard"])
+
+
+def test_bad_registry_stops_with_row_and_column_and_writes_nothing(tmp_path):
+    frame = random_registry(50, 3)
+    frame.loc[[4, 9], "who_grade"] = "4"
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    done = run("fit", "--data", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "model"))
+    assert done.returncode != 0
+    assert "who_grade" in done.stderr and "rows 6, 11" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
+
+
+def test_column_mapping_and_drop_incomplete(tmp_path):
+    frame = random_registry(300, 14).rename(columns={"who_grade": "Grade", "modality": "Procedure"})
+    frame.loc[[2, 3], "Grade"] = None
+    frame.to_csv(tmp_path / "site.csv", index=False)
+    (tmp_path / "map.toml").write_text('[columns]\nGrade = "who_grade"\nProcedure = "modality"\n')
+    out = tmp_path / "model"
+    stopped = run("fit", "--data", str(tmp_path / "site.csv"), "--columns", str(tmp_path / "map.toml"),
+                  "--out", str(out))
+    assert stopped.returncode != 0 and "who_grade" in stopped.stderr and not out.exists()
+    done = run("fit", "--data", str(tmp_path / "site.csv"), "--columns", str(tmp_path / "map.toml"),
+               "--drop-incomplete", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "excluded: 2 rows (missing who_grade)" in done.stdout
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["data"]["rows_read"] == 300 and card["data"]["rows_used"] == {"hpfs": 298, "os": 298}
+    assert card["data"]["excluded"] == [{"reason": "missing who_grade", "rows": 2}]
+    assert card["data"]["source"] == "registry" and "published" not in card
+
+
+def test_promote_from_the_command_line(model_dir, tmp_path):
+    import shutil
+
+    v = tmp_path / "v1"
+    shutil.copytree(model_dir, v)
+    done = run("promote", str(v))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "current").resolve() == v.resolve()
+    (v / "hpfs.joblib").write_bytes(b"tampered")
+    refused = run("promote", str(v))
+    assert refused.returncode != 0 and "SHA-256" in refused.stderr
