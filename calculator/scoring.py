@@ -194,7 +194,18 @@ def _none_ci() -> dict:
     return {"estimate": None, "ci_lower": None, "ci_upper": None}
 
 
-def _endpoint(prep: dict, patient: dict, horizons: Sequence[float]) -> tuple[dict, list[dict], float | None]:
+def _read(times: np.ndarray, s: np.ndarray, lower: np.ndarray, upper: np.ndarray, t: float) -> dict:
+    """The step function and its interval at time t, exactly (None past the last event time)."""
+    i = _at(times, t)
+    if i is None:
+        return {"months": t, "survival": None, "ci_lower": None, "ci_upper": None}
+    if i < 0:
+        return {"months": t, "survival": 1.0, "ci_lower": 1.0, "ci_upper": 1.0}
+    return {"months": t, "survival": float(s[i]), "ci_lower": float(lower[i]), "ci_upper": float(upper[i])}
+
+
+def _endpoint(prep: dict, patient: dict, horizons: Sequence[float], table_months: Sequence[float] = ()
+              ) -> tuple[dict, list[dict], float | None]:
     columns, weights = _mixture(patient, prep["cohort"])
     designs = _designs(prep, columns, len(weights))
     times = prep["times"]
@@ -205,16 +216,7 @@ def _endpoint(prep: dict, patient: dict, horizons: Sequence[float]) -> tuple[dic
         lower, upper = _interval(curve["s"], curve["var"])
         curves[option] = curve
         keep = _thin(times, curve["s"], [i for i in map(lambda h: _at(times, h), horizons) if i is not None])
-        landmarks = []
-        for h in horizons:
-            i = _at(times, h)
-            if i is None:
-                landmarks.append({"months": h, "survival": None, "ci_lower": None, "ci_upper": None})
-            elif i < 0:
-                landmarks.append({"months": h, "survival": 1.0, "ci_lower": 1.0, "ci_upper": 1.0})
-            else:
-                landmarks.append({"months": h, "survival": float(curve["s"][i]),
-                                  "ci_lower": float(lower[i]), "ci_upper": float(upper[i])})
+        landmarks = [_read(times, curve["s"], lower, upper, h) for h in horizons]
         if tau is not None:
             rmst[option] = _rmst_pieces(prep, curve, tau)
             pieces = rmst[option]
@@ -233,6 +235,7 @@ def _endpoint(prep: dict, patient: dict, horizons: Sequence[float]) -> tuple[dic
                               "ci_upper": _first_below_half(times, upper)},
             "landmarks": landmarks,
             "rmst": rmst_out,
+            **({"table": [_read(times, curve["s"], lower, upper, t) for t in table_months]} if table_months else {}),
         }
     contrasts = [_contrast(prep, curves, rmst, a, b, horizons) for a, b in COMPARISONS]
     return options, contrasts, tau
@@ -266,11 +269,13 @@ def _contrast(prep: dict, curves: dict, rmst: dict, a: str, b: str, horizons: Se
 
 
 def predict(model, patient: Mapping[str, str | None],
-            horizons: Sequence[float] = covariates.DEFAULT_HORIZONS_MONTHS) -> dict:
+            horizons: Sequence[float] = covariates.DEFAULT_HORIZONS_MONTHS,
+            table_months: Sequence[float] = ()) -> dict:
     """Predicted HPFS and OS for one patient under each option (the API's response body, and more).
 
     ``model`` is a :class:`calculator.model_store.LoadedModel`; ``patient`` maps covariate names to canonical
-    levels (None = unknown, optional covariates only).
+    levels (None = unknown, optional covariates only). ``table_months`` adds to each option a ``table`` of exact
+    values at those times (the returned curves are thinned), for the data tables behind the charts.
     """
     clean = validate_patient(patient)
     horizons = [float(h) for h in horizons]
@@ -279,7 +284,7 @@ def predict(model, patient: Mapping[str, str | None],
     warnings = []
     for endpoint, spec in covariates.ENDPOINTS.items():
         prep = _prepare(model, endpoint)
-        predictions[endpoint], contrasts[endpoint], _ = _endpoint(prep, clean, horizons)
+        predictions[endpoint], contrasts[endpoint], _ = _endpoint(prep, clean, horizons, table_months)
         for option in covariates.OPTIONS:
             count = prep["cohort"]["grade_modality"][grade][option]
             similar[option] = min(similar.get(option, count), count)

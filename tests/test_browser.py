@@ -1,0 +1,229 @@
+"""The calculator in Debian's Chromium, driven by Playwright, against a real server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from calculator import create_app
+from calculator.covariates import ENDPOINTS, OPTIONS
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """The development server's access log would print query strings, i.e. patient inputs."""
+
+    def log_request(self, *args, **kwargs) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def base_url(model_dir):  # noqa: F811 (the fixture imported in conftest)
+    app = create_app({"MODEL_DIR": model_dir})
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed (make test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+class Watched:
+    """A page whose console errors, uncaught exceptions and requested URLs are recorded."""
+
+    def __init__(self, browser, base_url: str, **context_options) -> None:
+        self.base_url = base_url
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900}, **context_options)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+
+    def check_clean(self) -> None:
+        assert self.errors == []
+        elsewhere = [url for url in self.requests if not url.startswith(self.base_url + "/")]
+        assert elsewhere == [], "requests left the machine"
+        self.context.close()
+
+
+@pytest.fixture
+def watched(browser, base_url):
+    pages = []
+
+    def open_page(**options) -> Watched:
+        pages.append(Watched(browser, base_url, **options))
+        return pages[-1]
+
+    yield open_page
+    for page in pages:
+        page.check_clean()
+
+
+def shot(page, name: str, **options) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True, **options)
+    return path
+
+
+def tab_to(page, selector: str, limit: int = 40) -> None:
+    """Press Tab until the focused element matches ``selector``."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+def assert_charts(page) -> None:
+    charts = page.locator("svg.chart")
+    assert charts.count() == len(ENDPOINTS)
+    for i in range(len(ENDPOINTS)):
+        chart = charts.nth(i)
+        for kind in ("polyline.line", "polygon.band"):
+            shapes = chart.locator(kind)
+            assert shapes.count() == len(OPTIONS)
+            assert all(shapes.nth(k).is_visible() for k in range(len(OPTIONS)))
+
+
+def test_a_clinician_fills_the_form_by_keyboard_and_reads_the_result(watched, base_url):
+    w = watched()
+    page = w.page
+    page.goto(base_url + "/")
+    shot(page, "01-form")
+
+    tab_to(page, 'input[name="who_grade"]')
+    page.keyboard.press("Space")  # grade 1
+    page.keyboard.press("ArrowRight")  # grade 2
+    tab_to(page, 'input[name="tumor_burden_pct"]')  # burden as a percentage instead of a category
+    page.keyboard.type("30")
+    tab_to(page, 'input[name="prior_resection_ablation"]')
+    page.keyboard.press("Space")  # no
+    tab_to(page, 'input[name="tumor_type"]')
+    page.keyboard.press("ArrowRight")  # from Unknown to pancreatic
+    page.keyboard.press("ArrowRight")  # gut
+    tab_to(page, 'button[type="submit"]')
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+    assert "/result?" in page.url
+    assert "tumor_burden=25-50%25" in page.url and "tumor_type=gut" in page.url
+    assert_charts(page)
+    assert page.locator("table.summary").count() == len(ENDPOINTS)
+    assert page.locator("table.differences").count() == len(ENDPOINTS)
+    assert page.get_by_text("25-50% (from 30%)").is_visible()
+    assert page.locator(".banner-synthetic").is_visible()
+    assert page.get_by_text("Treatment was not randomized", exact=False).is_visible()
+    sentences = page.locator(".sentences li").all_inner_texts()
+    assert len(sentences) == len(ENDPOINTS) * len(OPTIONS)
+
+    # The data table behind each chart opens from the keyboard.
+    for i in range(len(ENDPOINTS)):
+        page.locator("details.data-table summary").nth(i).focus()
+        page.keyboard.press("Enter")
+        table = page.locator("details.data-table table").nth(i)
+        assert table.is_visible() and table.locator("tbody tr").count() > 5
+    shot(page, "02-result")
+
+    # Values on hover.
+    chart = page.locator("svg.chart").first
+    box = chart.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.5)
+    readout = page.locator(".readout").first
+    assert re.match(r"At \d+ months: TACE \d+% \(\d+%–\d+%\)", readout.inner_text())
+
+    # Toggling an option hides its curve and band in that chart only.
+    figure = page.locator("figure.chart-figure").first
+    toggle = figure.locator('button.legend-toggle:has-text("SIRT")')
+    toggle.click()
+    assert toggle.get_attribute("aria-pressed") == "false"
+    assert figure.locator('polyline[data-option="SIRT"]').is_hidden()
+    assert figure.locator('polygon[data-option="SIRT"]').is_hidden()
+    assert page.locator("figure.chart-figure").nth(1).locator('polyline[data-option="SIRT"]').is_visible()
+    assert "SIRT" not in readout.inner_text()
+    shot(page, "03-result-sirt-hidden")
+    toggle.click()
+    assert figure.locator('polyline[data-option="SIRT"]').is_visible()
+
+    # The permalink reproduces the result in a fresh page.
+    permalink = page.get_by_role("link", name="Permalink to this result").get_attribute("href")
+    again = watched().page
+    again.goto(base_url + permalink)
+    assert again.locator(".sentences li").all_inner_texts() == sentences
+    assert_charts(again)
+
+    # Print: a one-page handout without navigation, form controls or buttons.
+    page.emulate_media(media="print")
+    page.set_viewport_size({"width": 718, "height": 1047})  # A4 less the 10 mm margins, in CSS pixels
+    assert page.locator(".site-header").is_hidden()
+    assert page.locator(".actions").is_hidden()
+    assert page.locator(".banner-synthetic").is_visible()
+    assert_charts(page)
+    shot(page, "04-print")
+    pdf = page.pdf(path=str(ARTIFACTS / "04-print.pdf"), format="A4", print_background=True)
+    assert len(re.findall(rb"/Type\s*/Page(?!s)", pdf)) == 1
+
+
+def test_charts_arrow_keys_read_values(watched, base_url):
+    page = watched().page
+    page.goto(base_url + "/result?who_grade=3&tumor_burden=%3E75%25&prior_resection_ablation=1")
+    chart = page.locator("svg.chart").nth(1)
+    chart.focus()
+    for _ in range(24):
+        page.keyboard.press("ArrowRight")
+    assert page.locator(".readout").nth(1).inner_text().startswith("At 24 months: TACE ")
+
+
+def test_invalid_input_shows_the_message_by_the_field(watched, base_url):
+    page = watched().page
+    page.goto(base_url + "/")
+    page.get_by_label("Grade 3").check()
+    page.get_by_label("Or as a percentage of liver volume").fill("130")
+    page.get_by_label("Yes").first.check()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Show predictions").click()
+    error = page.locator("#tumor_burden_pct-error")
+    assert error.is_visible() and "from 0 to 100" in error.inner_text()
+    assert page.get_by_label("Grade 3").is_checked()
+    assert page.get_by_label("Or as a percentage of liver volume").input_value() == "130"
+    shot(page, "05-form-error")
+
+
+def test_the_result_works_without_javascript(watched, base_url):
+    page = watched(java_script_enabled=False).page
+    page.goto(base_url + "/result?who_grade=1&tumor_burden=%3C25%25&prior_resection_ablation=0&octreotide=1")
+    assert_charts(page)
+    assert page.locator("button.legend-toggle").count() == 0
+    page.locator("details.data-table summary").first.click()
+    assert page.locator("details.data-table table").first.is_visible()
+    shot(page, "06-result-no-javascript")
+
+
+def test_the_model_card(watched, base_url):
+    page = watched().page
+    page.goto(base_url + "/model")
+    assert page.locator("table.estimates").count() == 2 * len(ENDPOINTS)
+    shot(page, "07-model-card")
