@@ -7,21 +7,31 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks import fit_benchmark
+from benchmarks import fit_benchmark, scoring_benchmark, validation_benchmark
 
 REPORT = Path(__file__).parent / "REPORT.md"
-BENCHMARKS = {"fit": fit_benchmark.run}
+SECTIONS = Path(__file__).parent / "results"
+BENCHMARKS = {"fit": fit_benchmark.run, "scoring": scoring_benchmark.run, "validation": validation_benchmark.run}
 
 
 def main(names: list[str]) -> None:
+    """Run the named benchmarks (default: all); each keeps its own section, REPORT.md joins the sections."""
     chosen = names or list(BENCHMARKS)
-    lines = ["# Benchmark report", "",
-             f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
-             f"{platform.python_implementation()} {platform.python_version()}, {_cpus()} CPUs. "
-             "Rerun: `make bench` (or `python -m benchmarks NAME` for one of: " + ", ".join(BENCHMARKS) + ").", ""]
+    unknown = [n for n in chosen if n not in BENCHMARKS]
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    SECTIONS.mkdir(exist_ok=True)
     for name in chosen:
+        lines = [f"<!-- {name}: run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+                 f"{platform.python_implementation()} {platform.python_version()}, {_cpus()} CPUs -->", ""]
         BENCHMARKS[name](lines)
-    REPORT.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (SECTIONS / f"{name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    header = ["# Benchmark report", "",
+              "Each section was written by its benchmark (the comment above it says when and where). Rerun all: "
+              "`make bench`; one: `.venv/bin/python -m benchmarks NAME` with NAME one of "
+              + ", ".join(BENCHMARKS) + ". Timings are reported, never asserted.", ""]
+    parts = [(SECTIONS / f"{n}.md").read_text(encoding="utf-8") for n in BENCHMARKS if (SECTIONS / f"{n}.md").exists()]
+    REPORT.write_text("\n".join(header) + "\n" + "\n".join(parts), encoding="utf-8")
     print(f"wrote {REPORT}")
 
 
