@@ -64,6 +64,18 @@ class CoxFit:
         return rows
 
 
+def risk_set_sums(x: np.ndarray, time: np.ndarray, event: np.ndarray, w: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct event times, deaths d at each, index of each risk set's first row in time order, and the
+    risk-set sums S0 = sum w and S1 = sum w x (reverse cumulative sums over time-sorted rows)."""
+    event_times, d = np.unique(time[event], return_counts=True)
+    order = np.argsort(time, kind="mergesort")
+    rev_w = np.cumsum(w[order][::-1])[::-1]
+    rev_xw = np.cumsum((x[order] * w[order][:, None])[::-1], axis=0)[::-1]
+    first = np.searchsorted(time[order], event_times, side="left")
+    return event_times, d, first, rev_w[first], rev_xw[first]
+
+
 def efron_information(x: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np.ndarray
                       ) -> tuple[float, np.ndarray, np.ndarray]:
     """Log partial likelihood, score and observed information of a Cox model with Efron ties.
@@ -93,17 +105,7 @@ def efron_information(x: np.ndarray, time: np.ndarray, event: np.ndarray, beta: 
     eta = x @ beta
     w = np.exp(eta)
 
-    event_times, d = np.unique(time[event], return_counts=True)
-    # Risk-set sums S0, S1 at each event time: reverse cumulative sums over time-sorted rows.
-    order = np.argsort(time, kind="mergesort")
-    t_sorted = time[order]
-    w_sorted = w[order]
-    xw_sorted = x[order] * w_sorted[:, None]
-    rev_w = np.cumsum(w_sorted[::-1])[::-1]
-    rev_xw = np.cumsum(xw_sorted[::-1], axis=0)[::-1]
-    first = np.searchsorted(t_sorted, event_times, side="left")
-    s0 = rev_w[first]
-    s1 = rev_xw[first]
+    event_times, d, _, s0, s1 = risk_set_sums(x, time, event, w)
 
     # Tied-death sums T0, T1 at each event time.
     k_of_death = np.searchsorted(event_times, time[event])
@@ -144,15 +146,8 @@ def breslow_risk_sets(x: np.ndarray, time: np.ndarray, event: np.ndarray, beta: 
     """
     time = np.asarray(time, dtype=float)
     event = np.asarray(event, dtype=bool)
-    w = np.exp(x @ beta)
-    event_times, d = np.unique(time[event], return_counts=True)
-    order = np.argsort(time, kind="mergesort")
-    t_sorted = time[order]
-    rev_w = np.cumsum(w[order][::-1])[::-1]
-    rev_xw = np.cumsum((x[order] * w[order][:, None])[::-1], axis=0)[::-1]
-    first = np.searchsorted(t_sorted, event_times, side="left")
-    s0 = rev_w[first]
-    xbar = rev_xw[first] / s0[:, None]
+    event_times, d, first, s0, s1 = risk_set_sums(x, time, event, np.exp(x @ beta))
+    xbar = s1 / s0[:, None]
     hazard = d / s0
     return {
         "event_times": event_times,
