@@ -1,14 +1,16 @@
-"""Command line: ``python -m training {synthesize,fit,promote,ship}``; see README.md."""
+"""Command line: ``python -m training {synthesize,fit,validate,promote,ship}``; see README.md and docs/validation.md."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
 
+from calculator import covariates
 from calculator.model_store import ModelLoadError
-from training import artifact, synthetic
+from training import artifact, synthetic, validate
 from training.fit import FitError
 from training.pipeline import fit_registry, stderr_progress
 from training.registry import RegistryError, load_registry
@@ -20,14 +22,53 @@ SHIPPED_N = 60_000
 SHIPPED_SEED = 20170101
 
 
-def _add_source(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, metavar="SOURCE",
+def _add_source(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--data", required=required, metavar="SOURCE",
                         help="registry: a .csv, .xlsx or .parquet file, or an SQLAlchemy URL (with --table)")
     parser.add_argument("--table", help="table name, when SOURCE is a database URL")
     parser.add_argument("--columns", metavar="MAPPING.toml",
                         help="maps your export's column names to the canonical ones ([columns] site = canonical)")
     parser.add_argument("--drop-incomplete", action="store_true",
                         help="exclude (and count) rows missing a required covariate instead of stopping")
+
+
+def _add_validation(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap", type=int, default=validate.DEFAULT_REPLICATES, metavar="B",
+                        help=f"bootstrap replicates (default {validate.DEFAULT_REPLICATES})")
+    parser.add_argument("--seed", type=int, default=validate.DEFAULT_SEED, metavar="S",
+                        help="master seed of the bootstrap; the same seed gives the same results")
+    parser.add_argument("--jobs", type=int, default=-1, metavar="N",
+                        help="parallel workers for the bootstrap (joblib; default -1: every core)")
+
+
+def _source_info(args) -> dict:
+    """Where the data came from, so that promote can reload them; a database password is never recorded."""
+    data = args.data
+    if "://" in data:
+        import sqlalchemy
+
+        location = sqlalchemy.make_url(data).render_as_string(hide_password=True)
+    else:
+        location = str(Path(data).resolve())
+    return {"location": location, "table": args.table,
+            "columns": str(Path(args.columns).resolve()) if args.columns else None,
+            "drop_incomplete": bool(args.drop_incomplete)}
+
+
+def _run_validation(directory: Path, registry, args, progress) -> int:
+    block = validate.validate_directory(directory, registry, replicates=args.bootstrap, seed=args.seed,
+                                        n_jobs=args.jobs, source=_source_info(args), progress=progress)
+    for name in covariates.ENDPOINTS:
+        ep = block[name]
+        print(f"{name.upper()}: Harrell's C {ep['harrell_c']['apparent']:.3f} (optimism-corrected "
+              f"{ep['harrell_c']['optimism_corrected']:.3f}), calibration slope optimism-corrected "
+              f"{ep['calibration_slope']['optimism_corrected']:.3f}, PH global p = {ep['ph_test']['global_p']:.3g}, "
+              f"{ep['events_per_parameter']:.1f} events per parameter")
+    for warning in block["warnings"]:
+        print(f"warning: {warning}")
+    print(f"validation {block['status']}" + (": " + "; ".join(block["failures"]) if block["failures"] else "")
+          + f"; written to {directory / 'model_card.json'}")
+    return 0
 
 
 def _print_report(registry) -> None:
@@ -52,13 +93,51 @@ def cmd_synthesize(args) -> int:
 def cmd_fit(args) -> int:
     registry = load_registry(args.data, table=args.table, columns=args.columns, drop_incomplete=args.drop_incomplete)
     _print_report(registry)
-    path = fit_registry(registry, args.out, version=args.version, progress=stderr_progress())
-    print(f"model written to {path}; serve it with: python -m training promote {path}")
+    progress = stderr_progress()
+    path = fit_registry(registry, args.out, version=args.version, progress=progress)
+    print(f"model written to {path}")
+    if args.validate:
+        _run_validation(path, registry, args, progress)
+    print(f"serve it with: python -m training promote {path}")
     return 0
 
 
+def cmd_validate(args) -> int:
+    registry = load_registry(args.data, table=args.table, columns=args.columns, drop_incomplete=args.drop_incomplete)
+    _print_report(registry)
+    return _run_validation(Path(args.dir), registry, args, stderr_progress())
+
+
+def _comparison_data(args):
+    """The candidate's data for the comparison: --data, else the source its validation recorded (if unchanged)."""
+    if args.data:
+        return load_registry(args.data, table=args.table, columns=args.columns, drop_incomplete=args.drop_incomplete)
+    try:
+        card = json.loads((Path(args.dir) / "model_card.json").read_text(encoding="utf-8"))
+        source = card["validation"]["data"]
+        location = source["location"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not location:
+        return None
+    if "://" in location and "***" in location:
+        print("no comparison with the current model: pass --data (the database password is not recorded)")
+        return None
+    try:
+        registry = load_registry(location, table=source.get("table"), columns=source.get("columns"),
+                                 drop_incomplete=bool(source.get("drop_incomplete")))
+    except RegistryError as exc:
+        print(f"no comparison with the current model: the validation data cannot be read again ({exc})")
+        return None
+    if registry.sha256 != source.get("sha256"):
+        print(f"no comparison with the current model: {location} changed since the validation; pass --data")
+        return None
+    return registry
+
+
 def cmd_promote(args) -> int:
-    link = artifact.promote(args.dir, root=args.root)
+    registry = _comparison_data(args)
+    link = artifact.promote(args.dir, root=args.root, force=args.force, registry=registry, report=print)
     print(f"{link} -> {Path(args.dir).resolve().name}")
     return 0
 
@@ -76,7 +155,10 @@ def cmd_ship(args) -> int:
         if out.exists():
             raise artifact.ArtifactError(f"{out} exists; remove it to rebuild the shipped model")
         path = fit_registry(registry, out, version=version, progress=progress)
-    artifact.promote(path, MODEL_ARTIFACTS)
+        block = validate.validate_directory(path, registry, replicates=args.bootstrap, seed=args.seed,
+                                            n_jobs=args.jobs, source={"location": None}, progress=progress)
+        print(f"validation {block['status']}")
+    artifact.promote(path, MODEL_ARTIFACTS, report=print)
     print(f"shipped model {version} is current")
     return 0
 
@@ -95,22 +177,34 @@ def main(argv: list[str] | None = None) -> int:
     _add_source(p)
     p.add_argument("--out", required=True, metavar="DIR", help="new artifact directory (must not exist)")
     p.add_argument("--version", help="model version label (default: date, time and data digest)")
+    p.add_argument("--validate", action="store_true", help="validate the new model on the same data (as `validate`)")
+    _add_validation(p)
     p.set_defaults(run=cmd_fit)
+
+    p = sub.add_parser("validate", help="validate DIR on registry data and write the results into its model card")
+    p.add_argument("dir", metavar="DIR")
+    _add_source(p)
+    _add_validation(p)
+    p.set_defaults(run=cmd_validate)
 
     p = sub.add_parser("promote", help="make DIR the version served by default (model_artifacts/current)")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--root", help="folder holding the 'current' link (default: DIR's parent)")
+    p.add_argument("--force", action="store_true", help="promote even if DIR failed validation or was never validated")
+    _add_source(p, required=False)
     p.set_defaults(run=cmd_promote)
 
     p = sub.add_parser("ship", help="rebuild the shipped synthetic model and make it current")
     p.add_argument("--n", type=int, default=SHIPPED_N)
     p.add_argument("--seed", type=int, default=SHIPPED_SEED)
+    p.add_argument("--bootstrap", type=int, default=validate.DEFAULT_REPLICATES, metavar="B")
+    p.add_argument("--jobs", type=int, default=-1, metavar="N")
     p.set_defaults(run=cmd_ship)
 
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (RegistryError, FitError, artifact.ArtifactError, ModelLoadError) as exc:
+    except (RegistryError, FitError, artifact.ArtifactError, ModelLoadError, validate.ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,4 +1,11 @@
-"""The model card: what a model version is, what trained it, and its Table 1-style estimates (JSON and Markdown)."""
+"""The model card: what a model version is, what trained it, its estimates and its validation (JSON and Markdown).
+
+The sections follow the TRIPOD+AI items a user of a deployed model needs (Collins et al., BMJ 2024;385:e078378):
+intended use and users, data source and dates, eligibility, outcomes and horizons, predictors and their coding,
+sample size and events, missing data, the full model (coefficients and baseline survival: a prediction can be
+recomputed by hand), performance with intervals (``validation``, written by ``training.validate``), limitations,
+version and changelog.
+"""
 
 from __future__ import annotations
 
@@ -51,9 +58,76 @@ def term_label(term: str) -> str:
     return cov.label if cov.binary else f"{cov.label}: {cov.label_of(level)}"
 
 
+INTENDED_USERS = (
+    "Interventional radiologists, oncologists and hepatologists discussing embolotherapy options for a patient with "
+    "neuroendocrine tumor liver metastases (tumor board, clinic), and the patient with them.")
+ELIGIBILITY = (
+    "Patients with liver metastases of a neuroendocrine tumor treated with a first embolotherapy course (TACE, SIRT "
+    "or TAE), one row each, with WHO 2010 grade, hepatic tumor burden, prior resection/ablation and treatment recorded "
+    "(docs/registry.md). Rows the loader excluded are counted in data.excluded.")
+DATA_DATES = (
+    "The registry schema carries no treatment dates: the accrual period is not recorded in the card; created_at is "
+    "when these data were read and the model fitted.")
+MISSING_DATA = (
+    "Complete-case analysis. A missing required covariate or treatment stops the fit (or, with --drop-incomplete, "
+    "excludes the row, counted in data.excluded); an optional covariate enters the model only when recorded for every "
+    "row; a row without one endpoint's outcome serves only the other endpoint (data.endpoint_missing). At prediction "
+    "time an optional covariate left unknown is averaged over the combinations observed in the training cohort, "
+    "weighted by their frequency.")
+LIMITATIONS = [
+    OBSERVATIONAL_NOTICE,
+    "Proportional hazards are assumed: each hazard ratio is an average over follow-up (see the proportional-hazards "
+    "test in the validation).",
+    "Predictions beyond the last observed event time are not estimated; the 60-month horizon rests on few patients.",
+    "Performance is estimated internally (bootstrap) on the training registry unless the validation says external; "
+    "other centres, eras or selection policies may differ (transportability is untested).",
+    "The model does not include performance status, liver function, Ki-67 as a number, or tumor functionality.",
+]
+FORMULA = ("S(t | x) = S0(t) ** exp(sum_j coef_j * x_j), with x_j = 1 when the patient has term j (0 otherwise; "
+           "reference levels have no term) and S0 the Breslow baseline survival of the all-reference patient, "
+           "tabulated at the horizons under baseline_survival.")
+
+
+def predictors() -> list[dict]:
+    """Each predictor's coding: levels, reference and the terms (indicators) it becomes."""
+    rows = []
+    for cov in (*covariates.COVARIATES, covariates.MODALITY):
+        rows.append({"name": cov.name, "label": cov.label, "required": cov.required,
+                     "levels": list(cov.levels), "reference": cov.reference, "definition": cov.help,
+                     "coding": ("indicator (1 = yes)" if cov.binary else
+                                "one indicator per non-reference level" if cov is not covariates.MODALITY else
+                                "one indicator per non-reference option within each grade (modality-by-grade terms)")})
+    return rows
+
+
+def outcomes() -> dict:
+    return {name: {"label": ep.label, "event": ep.event_label, "time_origin": "the first embolotherapy",
+                   "time_unit": "months", "columns": [ep.time, ep.event],
+                   "horizons_months": list(covariates.DEFAULT_HORIZONS_MONTHS)}
+            for name, ep in covariates.ENDPOINTS.items()}
+
+
+def changelog_entry(version: str, created_at: datetime, data: dict, previous: dict | None) -> dict:
+    """What this version changes relative to the one served when it was trained (``previous``: its card)."""
+    rows = ", ".join(f"{ep.upper()} {n}" for ep, n in data["rows_used"].items())
+    if previous is None:
+        change = f"First version: fitted on {data['source']} data (SHA-256 {data['sha256'][:12]}…), rows used {rows}."
+    else:
+        pdata = previous.get("data", {})
+        prows = ", ".join(f"{ep.upper()} {n}" for ep, n in pdata.get("rows_used", {}).items())
+        same = pdata.get("sha256") == data["sha256"]
+        change = (f"Retrained, replacing {previous.get('model_version')}: "
+                  + ("same data" if same else
+                     f"data {str(pdata.get('sha256', ''))[:12]}… ({prows}) → {data['sha256'][:12]}… ({rows})") + ".")
+    return {"version": version, "date": created_at.isoformat(timespec="seconds"), "change": change}
+
+
 def build_card(*, version: str, created_at: datetime, data: dict, optional: tuple[str, ...],
-               endpoints: dict[str, dict]) -> dict:
-    """Assemble ``model_card.json``; a synthetic model carries the published values beside the fitted ones."""
+               endpoints: dict[str, dict], previous: dict | None = None) -> dict:
+    """Assemble ``model_card.json``; a synthetic model carries the published values beside the fitted ones.
+
+    ``previous`` is the card of the version served when this one was trained: its changelog is carried over.
+    """
     synthetic = data["source"] == "synthetic"
     published = published_table()["endpoints"] if synthetic else {}
     card = {
@@ -65,7 +139,14 @@ def build_card(*, version: str, created_at: datetime, data: dict, optional: tupl
             "Prognostic estimates of hepatic progression-free survival and overall survival after a first "
             "embolotherapy course (TACE, SIRT or TAE) for neuroendocrine tumor liver metastases, to inform "
             "discussion between clinicians and patients. Not a treatment recommendation."),
+        "intended_users": INTENDED_USERS,
         "notices": ([SYNTHETIC_NOTICE] if synthetic else []) + [OBSERVATIONAL_NOTICE],
+        "eligibility": ELIGIBILITY,
+        "data_dates": DATA_DATES,
+        "outcomes": outcomes(),
+        "predictors": predictors(),
+        "missing_data": MISSING_DATA,
+        "limitations": ([SYNTHETIC_NOTICE] if synthetic else []) + LIMITATIONS,
         "model": {
             "type": "Cox proportional hazards (scikit-survival CoxPHSurvivalAnalysis)",
             "ties": "efron",
@@ -76,6 +157,7 @@ def build_card(*, version: str, created_at: datetime, data: dict, optional: tupl
             "terms": [{"term": t, "label": term_label(t)} for t in covariates.term_ids(optional)],
             "intervals": "Wald 95% for hazard ratios; predicted survival: log-scale pointwise 95% including "
                          "coefficient and baseline-hazard uncertainty (Tsiatis 1981)",
+            "formula": FORMULA,
         },
         "endpoints": {},
     }
@@ -102,6 +184,8 @@ def build_card(*, version: str, created_at: datetime, data: dict, optional: tupl
             "baseline_survival": result["baseline_survival"],
             **tables,
         }
+    card["changelog"] = [changelog_entry(version, created_at, data, previous)] + list((previous or {}).get(
+        "changelog", []))
     return card
 
 
@@ -114,7 +198,7 @@ def _p(value) -> str:
 
 
 def render_markdown(card: dict) -> str:
-    """A human-readable model card next to the JSON."""
+    """A human-readable model card next to the JSON (every section the JSON has; older cards render what they have)."""
     data = card["data"]
     lines = [f"# Model card — version {card['model_version']}", "",
              f"Created {card['created_at']}. Data: **{data['source']}** registry, SHA-256 `{data['sha256']}`, "
@@ -122,21 +206,108 @@ def render_markdown(card: dict) -> str:
              + ", ".join(f"{ep.upper()} {n}" for ep, n in data["rows_used"].items()) + ".", ""]
     for notice in card["notices"]:
         lines += [f"> {notice}", ""]
-    lines += ["## Intended use", "", card["intended_use"], "", "## Model", "",
+    lines += ["## Intended use", "", card["intended_use"], ""]
+    for key, title in (("intended_users", "Intended users"), ("eligibility", "Eligibility"),
+                       ("data_dates", "Data dates"), ("missing_data", "Missing data")):
+        if card.get(key):
+            lines += [f"## {title}", "", card[key], ""]
+    if card.get("outcomes"):
+        lines += ["## Outcomes", ""]
+        for name, out in card["outcomes"].items():
+            lines.append(f"- **{out['label']}** ({name.upper()}): months from {out['time_origin']} to "
+                         f"{out['event']} or last follow-up (`{out['columns'][0]}`, `{out['columns'][1]}`); horizons "
+                         + ", ".join(f"{h:g}" for h in out["horizons_months"]) + " months.")
+        lines.append("")
+    if card.get("predictors"):
+        lines += ["## Predictors", "", "| predictor | levels (reference first) | coding | required |", "|---|---|---|---|"]
+        for p in card["predictors"]:
+            levels = [p["reference"]] + [lv for lv in p["levels"] if lv != p["reference"]]
+            lines.append(f"| {p['label']} (`{p['name']}`) | {', '.join(levels)} | {p['coding']} | "
+                         f"{'yes' if p['required'] else 'no'} |")
+        lines.append("")
+    lines += ["## Model", "",
               f"{card['model']['type']}; ties: {card['model']['ties']}; baseline hazard: "
               f"{card['model']['baseline_hazard']}. {card['model']['intervals']}.", ""]
+    if card["model"].get("formula"):
+        lines += [f"Prediction by hand: {card['model']['formula']}", ""]
     for name, ep in card["endpoints"].items():
         lines += [f"## {ep['label']} ({name.upper()}) — {ep['n']} patients, {ep['events']} events", ""]
+        if ep.get("baseline_survival"):
+            lines += ["Baseline survival S0 (all-reference patient): "
+                      + ", ".join(f"{b['months']:g} months {_fmt(b['survival'], 4)}" for b in ep["baseline_survival"])
+                      + ".", ""]
         for kind in ("multivariate", "univariate"):
             published = any("published_hr" in r for r in ep[kind])
-            head = "| term | HR | 95% CI | p |" + (" published HR | published p |" if published else "")
-            lines += [f"### {kind.capitalize()}", "", head, "|---" * (6 if published else 4) + "|"]
+            coef = kind == "multivariate" and any("coef" in r for r in ep[kind])
+            head = ("| term |" + (" coef |" if coef else "") + " HR | 95% CI | p |"
+                    + (" published HR | published p |" if published else ""))
+            lines += [f"### {kind.capitalize()}", "", head,
+                      "|---" * (4 + (1 if coef else 0) + (2 if published else 0)) + "|"]
             for r in ep[kind]:
-                line = (f"| {r['label']} | {_fmt(r['hr'])} | {_fmt(r['ci_lower'])}–{_fmt(r['ci_upper'])} "
-                        f"| {_p(r['p_value'])} |")
+                line = (f"| {r['label']} |" + (f" {r['coef']:.5f} |" if coef else "")
+                        + f" {_fmt(r['hr'])} | {_fmt(r['ci_lower'])}–{_fmt(r['ci_upper'])} | {_p(r['p_value'])} |")
                 if published:
                     line += f" {_fmt(r.get('published_hr'))} | {_fmt(r.get('published_p_value'), 3)} |"
                 lines.append(line)
             lines.append("")
+    lines += render_validation(card.get("validation"))
+    if card.get("limitations"):
+        lines += ["## Limitations", ""] + [f"- {item}" for item in card["limitations"]] + [""]
+    if card.get("changelog"):
+        lines += ["## Changelog", ""] + [f"- **{e['version']}** ({e['date']}): {e['change']}"
+                                         for e in card["changelog"]] + [""]
     lines += ["## Software", "", ", ".join(f"{k} {v}" for k, v in card["software"].items()), ""]
     return "\n".join(lines)
+
+
+def render_validation(block: dict | None) -> list[str]:
+    """The validation section of the Markdown card (key names: docs/validation.md)."""
+    lines = ["## Validation", ""]
+    if not block:
+        return lines + ["This version has not been validated: run `python -m training validate DIR --data SOURCE`.",
+                        ""]
+    method = block["method"]
+    lines += [f"Status: **{block['status']}**"
+              + (" — " + "; ".join(block["failures"]) if block.get("failures") else "") + ". "
+              f"Validated {block['validated_at']} on data SHA-256 `{block['data']['sha256'][:16]}…` "
+              f"({method['kind']}; {method['bootstrap_replicates']} bootstrap replicates, seed {method['seed']}). "
+              "Harrell's C: 95% percentile interval of the model's C over bootstrap resamples; "
+              "optimism-corrected values by Harrell's bootstrap. Proportional hazards: score test on scaled "
+              f"Schoenfeld residuals (R cox.zph, transform \"{method['ph_transform']}\").", ""]
+    for name in ("hpfs", "os"):
+        ep = block.get(name)
+        if not ep:
+            continue
+        c, slope, uno = ep["harrell_c"], ep["calibration_slope"], ep["uno_c"]
+        ibs = ep.get("integrated_brier_score") or {}
+        lines += [f"### {name.upper()}: {ep['n']} patients, {ep['events']} events, {ep['parameters']} parameters "
+                  f"({ep['events_per_parameter']:.1f} events per parameter)", "",
+                  "| measure | apparent | 95% CI | optimism | optimism-corrected |", "|---|---|---|---|---|",
+                  f"| Harrell's C | {_fmt(c['apparent'], 3)} | {_fmt(c['ci_lower'], 3)}–{_fmt(c['ci_upper'], 3)} | "
+                  f"{_fmt(c['optimism'], 3)} | {_fmt(c['optimism_corrected'], 3)} |",
+                  f"| Calibration slope | {_fmt(slope['apparent'], 3)} | {_fmt(slope['ci_lower'], 3)}–"
+                  f"{_fmt(slope['ci_upper'], 3)} | {_fmt(slope['optimism'], 3)} | "
+                  f"{_fmt(slope['optimism_corrected'], 3)} |",
+                  f"| Uno's C (τ = {uno['tau_months']} months) | {_fmt(uno['apparent'], 3)} | – | – | – |",
+                  f"| Integrated Brier score ({_fmt(ibs.get('from_months'), 1)}–{_fmt(ibs.get('to_months'), 1)} "
+                  f"months; Kaplan–Meier {_fmt(ibs.get('null_km'), 3)}) | {_fmt(ibs.get('model'), 3)} | – | – | – |",
+                  ""]
+        lines += ["| months | time-dependent AUC | Brier score |", "|---|---|---|"]
+        for auc, brier in zip(ep["time_dependent_auc"], ep["brier_score"]):
+            lines.append(f"| {auc['months']:g} | {_fmt(auc['auc'], 3)} | {_fmt(brier['brier'], 3)} |")
+        lines.append("")
+        for row in ep["calibration"]:
+            lines += [f"Calibration at {row['months']:g} months (risk groups, lowest predicted risk first):", "",
+                      "| group | n | events | predicted | observed (Kaplan–Meier) | 95% CI |", "|---|---|---|---|---|---|"]
+            for g in row["groups"]:
+                lines.append(f"| {g['group']} | {g['n']} | {g['events']} | {_fmt(g['predicted'], 3)} | "
+                             f"{_fmt(g['observed'], 3)} | {_fmt(g['ci_lower'], 3)}–{_fmt(g['ci_upper'], 3)} |")
+            lines.append("")
+        ph = ep["ph_test"]
+        lines += [f"Proportional hazards: global χ² {_fmt(ph['global_chisq'])} on {ph['global_df']} df, "
+                  f"p {_p(ph['global_p'])}.", "", "| term | χ² | p |", "|---|---|---|"]
+        lines += [f"| {t['term']} | {_fmt(t['chisq'])} | {_p(t['p'])} |" for t in ph["terms"]]
+        lines.append("")
+    if block.get("warnings"):
+        lines += ["Warnings:", ""] + [f"- {w}" for w in block["warnings"]] + [""]
+    return lines

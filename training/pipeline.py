@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -72,9 +73,21 @@ def default_version(created: datetime, data_sha256: str) -> str:
     return f"{created:%Y%m%d-%H%M%S}-{data_sha256[:8]}"
 
 
+def previous_card(out: str | Path) -> dict | None:
+    """The card of the version served beside ``out`` (``out``'s parent ``current`` link), for the changelog."""
+    path = Path(out).parent / artifact.CURRENT / "model_card.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def fit_registry(registry: Registry, out: str | Path, *, version: str | None = None,
-                 progress: Progress | None = None) -> Path:
-    """Fit HPFS and OS on a validated registry and write one artifact directory at ``out``."""
+                 progress: Progress | None = None, previous: dict | None = None) -> Path:
+    """Fit HPFS and OS on a validated registry and write one artifact directory at ``out``.
+
+    ``previous`` (default: the card ``current`` beside ``out`` points to) starts the new card's changelog.
+    """
     progress = progress or (lambda message: None)
     created = datetime.now(timezone.utc)
     version = version or default_version(created, registry.sha256)
@@ -108,7 +121,7 @@ def fit_registry(registry: Registry, out: str | Path, *, version: str | None = N
         "format": registry.report["format"],
     }
     model_card = card.build_card(version=version, created_at=created, data=data, optional=registry.optional,
-                                 endpoints=results)
+                                 endpoints=results, previous=previous if previous is not None else previous_card(out))
     progress("writing the artifact")
     path = artifact.write_artifact(out, payloads, model_card, card.render_markdown(model_card))
     progress(f"wrote model version {version} to {path}")
