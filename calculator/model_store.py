@@ -130,20 +130,31 @@ def load_model(directory: str | Path) -> LoadedModel:
 
 
 _lock = threading.Lock()
-_cache: dict[Path, LoadedModel] = {}
+_cache: dict[tuple[Path, str], LoadedModel] = {}
 
 
 def get_model(directory: str | Path | None = None) -> LoadedModel:
-    """The model for ``directory`` (default: the app's ``MODEL_DIR``), loaded once per process.
+    """The model for ``directory`` (default: the app's ``MODEL_DIR``), loaded once per process and version.
 
-    A ``current`` link switched by ``promote`` is noticed on the next call: the link's target is the cache key.
+    The key is the resolved directory and its manifest's digest (one small file read per call): a ``current``
+    link switched by ``promote``, or a version whose card was re-validated in place, is picked up by the next
+    request, while a request already holding the old model finishes on it.
     """
     if directory is None:
         from flask import current_app  # imported here so that scoring and training never need Flask
 
         directory = current_app.config["MODEL_DIR"]
     target = Path(directory).resolve()
+    try:
+        key = (target, sha256_file(target / MANIFEST))
+    except OSError as exc:
+        raise ModelLoadError(f"model directory {target} has no readable manifest ({MANIFEST})") from exc
     with _lock:
-        if target not in _cache:
-            _cache[target] = load_model(target)
-        return _cache[target]
+        if key not in _cache:
+            model = load_model(target)
+            if model.sha256 != key[1]:
+                raise ModelLoadError(f"{target} changed while it was being loaded; try again")
+            for old in [k for k in _cache if k[0] == target]:
+                del _cache[old]  # keep one version per directory in memory
+            _cache[key] = model
+        return _cache[key]
