@@ -12,6 +12,8 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
+from training.fit import risk_set_sums
+
 Transform = Literal["km", "identity"]
 
 
@@ -70,13 +72,7 @@ def zph_score_test(x: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np.
 
     eta = x @ beta
     w = np.exp(eta - eta.max())  # a common factor cancels from every risk-set ratio
-    event_times, d = np.unique(time[event], return_counts=True)
-    order = np.argsort(time, kind="mergesort")
-    t_sorted = time[order]
-    rev_w = np.cumsum(w[order][::-1])[::-1]
-    rev_xw = np.cumsum((x[order] * w[order][:, None])[::-1], axis=0)[::-1]
-    first = np.searchsorted(t_sorted, event_times, side="left")
-    s0, s1 = rev_w[first], rev_xw[first]
+    event_times, d, _, s0, s1 = risk_set_sums(x, time, event, w)
     k_of_death = np.searchsorted(event_times, time[event])
     t0 = np.bincount(k_of_death, weights=w[event], minlength=len(event_times))
     t1 = np.zeros_like(s1)

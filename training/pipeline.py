@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from calculator import covariates
-from training import artifact, card
+from training import artifact, card, synthetic
 from training.fit import fit_endpoint
 from training.registry import Registry, endpoint_frame
 
@@ -63,12 +63,6 @@ def baseline_survival(risk_sets: dict, horizons=covariates.DEFAULT_HORIZONS_MONT
     return rows
 
 
-def data_source(registry: Registry) -> str:
-    """'synthetic' for a registry made by ``training.synthetic`` (every id carries its prefix), else 'registry'."""
-    ids = registry.frame["patient_id"].astype(str)
-    return "synthetic" if ids.str.fullmatch(r"SYN\d+").all() else "registry"
-
-
 def default_version(created: datetime, data_sha256: str) -> str:
     return f"{created:%Y%m%d-%H%M%S}-{data_sha256[:8]}"
 
@@ -112,7 +106,7 @@ def fit_registry(registry: Registry, out: str | Path, *, version: str | None = N
             "baseline_survival": baseline_survival(risk_sets),
         }
     data = {
-        "source": data_source(registry),
+        "source": synthetic.data_source(registry.frame["patient_id"]),
         "sha256": registry.sha256,
         "rows_read": registry.report["rows_read"],
         "rows_used": {name: results[name]["n"] for name in covariates.ENDPOINTS},

@@ -182,6 +182,15 @@ def _outcomes(draws: _Draws, params: Parameters) -> dict[str, np.ndarray]:
             "os_months": os_time, "os_event": (death <= follow_up).astype(int)}
 
 
+# Every synthetic patient_id is "SYN" and digits; a registry whose ids all match is taken for a synthetic one.
+ID_PREFIX = "SYN"
+
+
+def data_source(patient_ids: pd.Series) -> str:
+    """'synthetic' for a registry made by :func:`synthesize` (every id is ``SYN`` + digits), else 'registry'."""
+    return "synthetic" if patient_ids.astype(str).str.fullmatch(rf"{ID_PREFIX}\d+").all() else "registry"
+
+
 def synthesize(n: int, seed: int) -> pd.DataFrame:
     """Draw a synthetic registry in the canonical schema.
 
@@ -204,7 +213,7 @@ def synthesize(n: int, seed: int) -> pd.DataFrame:
     draws = _draw(n, seed, covariate_probabilities(assumptions))
     outcomes = _outcomes(draws, Parameters.from_assumptions(assumptions))
     frame = draws.frame
-    frame.insert(0, "patient_id", [f"SYN{i:0{len(str(n))}d}" for i in range(1, n + 1)])
+    frame.insert(0, "patient_id", [f"{ID_PREFIX}{i:0{len(str(n))}d}" for i in range(1, n + 1)])
     for column, values in outcomes.items():
         # Rounding is monotone, so hpfs <= os survives it.
         frame[column] = np.maximum(np.round(values, 2), TIME_RESOLUTION) if column.endswith("_months") else values

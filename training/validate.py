@@ -30,7 +30,7 @@ from sksurv.nonparametric import kaplan_meier_estimator
 
 from calculator import covariates
 from calculator.model_store import LoadedModel, load_model, read_manifest
-from training import artifact, calibration, card as card_module, cox_fast, ph_test
+from training import artifact, calibration, card as card_module, cox_fast, ph_test, synthetic
 from training.registry import Registry, endpoint_frame
 
 HORIZONS_MONTHS: tuple[float, ...] = (12.0, 24.0, 36.0)
@@ -360,9 +360,8 @@ def validate_model(model: LoadedModel, registry: Registry, *, replicates: int = 
     block: dict = {
         "validated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model_files": _model_files(model.directory),
-        "data": {"source": "synthetic" if registry.frame["patient_id"].astype(str).str.fullmatch(r"SYN\d+").all()
-                 else "registry", "sha256": registry.sha256, "rows_read": registry.report["rows_read"],
-                 "format": registry.report.get("format"), "same_as_training": same_data, **(source or {})},
+        "data": {"source": synthetic.data_source(registry.frame["patient_id"]), "sha256": registry.sha256,
+                 "rows_read": registry.report["rows_read"], "format": registry.report.get("format"), "same_as_training": same_data, **(source or {})},
         "method": {
             "bootstrap_replicates": replicates, "seed": seed, "horizons_months": list(HORIZONS_MONTHS),
             "uno_tau_months": UNO_TAU_MONTHS, "ph_transform": PH_TRANSFORM,
