@@ -7,7 +7,7 @@ seconds of one run each, side by side in one session: compare them as ratios, no
 from __future__ import annotations
 
 import json
-import resource
+import os
 import shutil
 import subprocess
 import sys
@@ -78,13 +78,17 @@ def _child(kind: str, csv: str) -> None:
 
 
 def _measure(args: list[str]) -> tuple[str, float, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
-    done = subprocess.run(args, capture_output=True, text=True, check=True)
-    wall = time.perf_counter() - t0
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the max over all waited children: report only when this one raised it.
-    return done.stdout.strip().splitlines()[-1], wall, max(peak_kib, before) / 1024
+    """Run one measuring process; its last stdout line, wall seconds, and its own peak RSS in MiB."""
+    with tempfile.TemporaryFile(mode="w+") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.DEVNULL, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            raise RuntimeError(f"{args[:3]} failed with exit code {proc.returncode}")
+        out.seek(0)
+        return out.read().strip().splitlines()[-1], wall, usage.ru_maxrss / 1024
 
 
 def run(report: list[str]) -> None:
@@ -95,8 +99,8 @@ def run(report: list[str]) -> None:
                "Synthetic registries (truth: the published Table 1). *ours* = scikit-survival CoxPHSurvivalAnalysis "
                "(Efron) for the multivariate model, plus our observed-information and risk-set code, plus the "
                "univariate models of Table 1; lifelines and R fit the multivariate model only. Peak memory is the "
-               "largest resident set of the measuring processes so far (a process per tool and size, run from "
-               "small to large).", "",
+               "measuring process's own peak resident set (one process per tool and size, reading the CSV "
+               "included).", "",
                "| rows | tool | multivariate fit, both endpoints (s) | whole fit incl. univariate (s) | "
                "SEs from information (s) | peak RSS (MiB) |", "|---|---|---|---|---|---|"]
     have_r = shutil.which("Rscript") is not None

@@ -19,7 +19,7 @@ from calculator.model_store import load_model
 from tests.registries import random_registry
 from training import calibration, cox_fast, ph_test, validate
 from training.card import render_markdown
-from training.fit import fit_cox
+from training.fit import fit_coefficients, fit_cox
 from training.registry import endpoint_frame, load_registry
 from training.synthetic import synthesize
 
@@ -84,7 +84,7 @@ def test_harrell_c_equals_r_concordance_on_the_same_risk_scores():
 def test_ph_score_test_equals_r_cox_zph(transform):
     ref = pd.read_csv(DATA / "r_concordance_zph.csv")
     for name, endpoint, x, time, event, lp in _r_groups():
-        beta = cox_fast.fit_coefficients(x, time, event)
+        beta = fit_coefficients(x, time, event)
         test = ph_test.zph_score_test(x, time, event, beta, transform)
         r = ref[(ref["dataset"] == name) & (ref["endpoint"] == endpoint) & (ref["transform"] == transform)]
         r_terms = r[r["term"] != "GLOBAL"]
@@ -127,11 +127,11 @@ def test_newton_refit_equals_the_scikit_survival_fit(round_to, tmp_path):
     terms = covariates.term_ids(registry.optional)
     frame = endpoint_frame(registry, "os")
     x, t, e = covariates.design_matrix(frame, terms), frame["time"].to_numpy(float), frame["event"].to_numpy(bool)
-    np.testing.assert_allclose(cox_fast.fit_coefficients(x, t, e), fit_cox(x, t, e, terms).coef, atol=1e-7)
+    np.testing.assert_allclose(fit_coefficients(x, t, e), fit_cox(x, t, e, terms).coef, atol=1e-7)
     # A column without variation gets 0, the others are the fit without it.
     x2 = np.column_stack([x, np.ones(len(t))])
-    np.testing.assert_allclose(cox_fast.fit_coefficients(x2, t, e)[:-1], fit_cox(x, t, e, terms).coef, atol=1e-7)
-    assert cox_fast.fit_coefficients(x2, t, e)[-1] == 0.0
+    np.testing.assert_allclose(fit_coefficients(x2, t, e)[:-1], fit_cox(x, t, e, terms).coef, atol=1e-7)
+    assert fit_coefficients(x2, t, e)[-1] == 0.0
     slope, se = cox_fast.slope(x @ fit_cox(x, t, e, terms).coef, t, e)
     assert slope == pytest.approx(1.0, abs=1e-7) and 0 < se < 1
 
@@ -177,7 +177,7 @@ def small(tmp_path_factory):
     terms = covariates.term_ids(registry.optional)
     frame = endpoint_frame(registry, "os")
     x, t, e = covariates.design_matrix(frame, terms), frame["time"].to_numpy(float), frame["event"].to_numpy(bool)
-    return x, t, e, cox_fast.fit_coefficients(x, t, e)
+    return x, t, e, fit_coefficients(x, t, e)
 
 
 def test_bootstrap_is_reproducible_for_a_seed_whatever_the_workers(small):

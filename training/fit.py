@@ -23,6 +23,10 @@ Z_975 = stats.norm.ppf(0.975)
 # quadratic convergence of Newton's method leaves coefficients accurate far beyond the reported precision.
 TOLERANCE = 1e-12
 MAX_ITERATIONS = 200
+# The univariate tables and bootstrap refits use our own Newton-Raphson on the same likelihood (scikit-survival's
+# Newton step loops in Python over event times); it stops at this relative change of the log partial likelihood.
+NEWTON_TOLERANCE = 1e-10
+NEWTON_MAX_ITERATIONS = 40
 
 
 class FitError(Exception):
@@ -34,7 +38,7 @@ class CoxFit:
     """A fitted Cox model with its Wald statistics and Breslow risk-set summaries."""
 
     terms: list[str]
-    estimator: CoxPHSurvivalAnalysis
+    estimator: CoxPHSurvivalAnalysis | None  # None for the reported-only models of the univariate table
     coef: np.ndarray
     covariance: np.ndarray
     n: int
@@ -76,6 +80,64 @@ def risk_set_sums(x: np.ndarray, time: np.ndarray, event: np.ndarray, w: np.ndar
     return event_times, d, first, rev_w[first], rev_xw[first]
 
 
+class EfronLikelihood:
+    """The Efron log partial likelihood of one data set, its score and observed information at any beta.
+
+    The data are sorted once and the event-time bookkeeping that does not depend on beta is kept, so repeated
+    evaluations (Newton steps, bootstrap refits) cost a few vectorised passes. sum over rows of A2/A0 equals
+    sum_k (c_k S2_k - e_k T2_k); S2_k is a risk-set sum, so sum_k c_k S2_k = X' diag(w_j C_j) X with C_j the
+    running sum of c_k over event times up to t_j: no (p, p) matrix per event time.
+    """
+
+    def __init__(self, x: np.ndarray, time: np.ndarray, event: np.ndarray):
+        order = np.argsort(time, kind="stable")
+        self.x = np.ascontiguousarray(x[order], dtype=float)
+        t = time[order]
+        ev = event[order]
+        self.event_times, self.d = np.unique(t[ev], return_counts=True)
+        self.first = np.searchsorted(t, self.event_times, side="left")
+        self.death = np.flatnonzero(ev)  # time order, so each event time's deaths are contiguous
+        self.starts = np.cumsum(self.d) - self.d
+        self.k_rows = np.repeat(np.arange(len(self.d)), self.d)
+        self.phi = (np.arange(self.k_rows.size) - self.starts[self.k_rows]) / self.d[self.k_rows]
+        self.xd = self.x[self.death]
+        self.xd_sum = self.xd.sum(axis=0)
+        self.at_or_before = np.searchsorted(self.event_times, t, side="right")
+
+    def evaluate(self, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """Log partial likelihood, score and observed information (Efron) at ``beta``.
+
+        A trial step far out (monotone likelihood) can underflow a risk-set sum; the result is then non-finite and
+        the caller halves the step, so floating-point warnings are expected here and silenced.
+        """
+        with np.errstate(all="ignore"):
+            return self._evaluate(beta)
+
+    def _evaluate(self, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        x, xd = self.x, self.xd
+        eta = x @ beta
+        shift = eta.max()  # a common factor cancels from every risk-set ratio; it keeps exp() finite
+        w = np.exp(eta - shift)
+        rev_w = np.cumsum(w[::-1])[::-1]
+        rev_xw = np.cumsum((x * w[:, None])[::-1], axis=0)[::-1]
+        s0, s1 = rev_w[self.first], rev_xw[self.first]
+        wd = w[self.death]
+        t0 = np.add.reduceat(wd, self.starts)
+        t1 = np.add.reduceat(xd * wd[:, None], self.starts, axis=0)
+        k, phi = self.k_rows, self.phi
+        a0 = s0[k] - phi * t0[k]
+        mean = (s1[k] - phi[:, None] * t1[k]) / a0[:, None]
+        loglik = float(eta[self.death].sum() - (np.log(a0) + shift).sum())
+        score = self.xd_sum - mean.sum(axis=0)
+        c = np.bincount(k, weights=1.0 / a0, minlength=len(self.d))
+        e = np.bincount(k, weights=phi / a0, minlength=len(self.d))
+        c_j = np.concatenate([[0.0], np.cumsum(c)])[self.at_or_before]
+        info = (x * (w * c_j)[:, None]).T @ x
+        info -= (xd * (wd * e[self.k_rows])[:, None]).T @ xd
+        info -= mean.T @ mean
+        return loglik, score, info
+
+
 def efron_information(x: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np.ndarray
                       ) -> tuple[float, np.ndarray, np.ndarray]:
     """Log partial likelihood, score and observed information of a Cox model with Efron ties.
@@ -99,42 +161,65 @@ def efron_information(x: np.ndarray, time: np.ndarray, event: np.ndarray, beta: 
     Efron B. The efficiency of Cox's likelihood function for censored data. JASA 1977;72:557-565.
     Therneau TM, Grambsch PM. Modeling Survival Data. Springer 2000, section 3.3.
     """
+    return EfronLikelihood(np.asarray(x, dtype=float), np.asarray(time, dtype=float),
+                           np.asarray(event, dtype=bool)).evaluate(np.asarray(beta, dtype=float))
+
+
+def fit_coefficients(x: np.ndarray, time: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """Maximum partial-likelihood coefficients of a Cox model with Efron ties (Newton-Raphson, step halving).
+
+    A column without variation (possible in a bootstrap sample) gets coefficient 0, as a term R's ``coxph``
+    reports as NA contributes nothing to predictions. Under monotone likelihood (a level without events) the
+    coefficient drifts until the likelihood stops changing, as in ``coxph``; rankings and slopes are then stable.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, p)
+    time : ndarray, shape (n,)
+    event : ndarray of bool, shape (n,)
+
+    Returns
+    -------
+    ndarray, shape (p,)
+        NaN everywhere if the fit failed (no events, or a non-finite step).
+
+    References
+    ----------
+    Therneau TM, Grambsch PM. Modeling Survival Data. Springer 2000, section 3.3 (Newton-Raphson for the Cox
+    model; Efron approximation).
+    """
     x = np.asarray(x, dtype=float)
-    time = np.asarray(time, dtype=float)
     event = np.asarray(event, dtype=bool)
-    eta = x @ beta
-    w = np.exp(eta)
-
-    event_times, d, _, s0, s1 = risk_set_sums(x, time, event, w)
-
-    # Tied-death sums T0, T1 at each event time.
-    k_of_death = np.searchsorted(event_times, time[event])
-    t0 = np.bincount(k_of_death, weights=w[event], minlength=len(event_times))
-    t1 = np.zeros_like(s1)
-    np.add.at(t1, k_of_death, x[event] * w[event][:, None])
-
-    # One row per death: Efron's l/d down-weighting of the tied deaths.
-    k_rows = np.repeat(np.arange(len(event_times)), d)
-    start = np.repeat(np.cumsum(d) - d, d)
-    phi = (np.arange(k_rows.size) - start) / d[k_rows]
-    a0 = s0[k_rows] - phi * t0[k_rows]
-    a1 = s1[k_rows] - phi[:, None] * t1[k_rows]
-    mean = a1 / a0[:, None]
-
-    loglik = float(eta[event].sum() - np.log(a0).sum())
-    score = x[event].sum(axis=0) - mean.sum(axis=0)
-
-    # sum over rows of A2/A0 = sum_k (c_k S2_k - e_k T2_k); S2_k is a risk-set sum, so sum_k c_k S2_k equals
-    # X' diag(w_j * C_j) X with C_j the running sum of c_k over event times up to t_j.
-    c = np.bincount(k_rows, weights=1.0 / a0, minlength=len(event_times))
-    e = np.bincount(k_rows, weights=phi / a0, minlength=len(event_times))
-    c_cum = np.concatenate([[0.0], np.cumsum(c)])
-    c_j = c_cum[np.searchsorted(event_times, time, side="right")]
-    xd = x[event]
-    information = (x * (w * c_j)[:, None]).T @ x
-    information -= (xd * (w[event] * e[k_of_death])[:, None]).T @ xd
-    information -= mean.T @ mean
-    return loglik, score, information
+    p = x.shape[1]
+    out = np.full(p, np.nan)
+    if not event.any():
+        return out
+    keep = np.ptp(x, axis=0) > 0
+    data = EfronLikelihood(x[:, keep], np.asarray(time, dtype=float), event)
+    beta = np.zeros(int(keep.sum()))
+    loglik, score, info = data.evaluate(beta)
+    for _ in range(NEWTON_MAX_ITERATIONS):
+        try:
+            step = np.linalg.solve(info, score)
+        except np.linalg.LinAlgError:
+            step = np.linalg.lstsq(info, score, rcond=None)[0]
+        for _ in range(30):  # step halving keeps every iteration an ascent
+            new = beta + step
+            new_loglik, new_score, new_info = data.evaluate(new)
+            if np.isfinite(new_loglik) and new_loglik >= loglik - 1e-12 * abs(loglik):
+                break
+            step = step / 2
+        else:
+            break
+        converged = abs(new_loglik - loglik) <= NEWTON_TOLERANCE * (abs(loglik) + 1.0)
+        beta, loglik, score, info = new, new_loglik, new_score, new_info
+        if converged:
+            break
+    if not np.all(np.isfinite(beta)):
+        return out
+    out[:] = 0.0
+    out[keep] = beta
+    return out
 
 
 def breslow_risk_sets(x: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np.ndarray) -> dict[str, np.ndarray]:
@@ -159,16 +244,30 @@ def breslow_risk_sets(x: np.ndarray, time: np.ndarray, event: np.ndarray, beta: 
     }
 
 
-def fit_cox(x: np.ndarray, time: np.ndarray, event: np.ndarray, terms: list[str]) -> CoxFit:
-    """Fit a Cox model (Efron ties) with scikit-survival; covariance from the observed information."""
-    x = np.asarray(x, dtype=float)
-    time = np.asarray(time, dtype=float)
-    event = np.asarray(event, dtype=bool)
+def _check_fittable(x: np.ndarray, event: np.ndarray, terms: list[str]) -> None:
     if event.sum() == 0:
         raise FitError("no events: a Cox model cannot be fitted")
     constant = [t for t, col in zip(terms, x.T) if np.ptp(col) == 0]
     if constant:
         raise FitError(f"no patients differ in term(s) {', '.join(constant)}: each level needs patients")
+
+
+def _covariance(information: np.ndarray) -> np.ndarray:
+    try:
+        covariance = np.linalg.inv(information)
+    except np.linalg.LinAlgError as exc:
+        raise FitError("the information matrix is singular: some terms are not estimable") from exc
+    if not np.all(np.isfinite(covariance)) or np.any(np.diag(covariance) <= 0):
+        raise FitError("the information matrix is not positive definite: some terms are not estimable")
+    return covariance
+
+
+def fit_cox(x: np.ndarray, time: np.ndarray, event: np.ndarray, terms: list[str]) -> CoxFit:
+    """Fit a Cox model (Efron ties) with scikit-survival; covariance from the observed information."""
+    x = np.asarray(x, dtype=float)
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event, dtype=bool)
+    _check_fittable(x, event, terms)
     y = np.empty(len(time), dtype=[("event", bool), ("time", float)])
     y["event"], y["time"] = event, time
     estimator = CoxPHSurvivalAnalysis(ties="efron", n_iter=MAX_ITERATIONS, tol=TOLERANCE)
@@ -179,14 +278,23 @@ def fit_cox(x: np.ndarray, time: np.ndarray, event: np.ndarray, terms: list[str]
         except (ConvergenceWarning, ValueError, np.linalg.LinAlgError) as exc:
             raise FitError(f"the Cox model did not converge ({exc}); check for terms without events") from exc
     loglik, _, information = efron_information(x, time, event, estimator.coef_)
-    try:
-        covariance = np.linalg.inv(information)
-    except np.linalg.LinAlgError as exc:
-        raise FitError("the information matrix is singular: some terms are not estimable") from exc
-    if not np.all(np.isfinite(covariance)) or np.any(np.diag(covariance) <= 0):
-        raise FitError("the information matrix is not positive definite: some terms are not estimable")
     return CoxFit(terms=list(terms), estimator=estimator, coef=np.asarray(estimator.coef_, dtype=float),
-                  covariance=covariance, n=len(time), events=int(event.sum()), loglik=loglik)
+                  covariance=_covariance(information), n=len(time), events=int(event.sum()), loglik=loglik)
+
+
+def wald_table(x: np.ndarray, time: np.ndarray, event: np.ndarray, terms: list[str]) -> list[dict]:
+    """The Wald table of a model that is reported but not served (the univariate rows): fitted by
+    :func:`fit_coefficients` on the same likelihood, which is many times faster than scikit-survival."""
+    x = np.asarray(x, dtype=float)
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event, dtype=bool)
+    _check_fittable(x, event, terms)
+    coef = fit_coefficients(x, time, event)
+    if not np.all(np.isfinite(coef)):
+        raise FitError(f"the model of {', '.join(terms)} did not converge; check for levels without events")
+    loglik, _, information = efron_information(x, time, event, coef)
+    return CoxFit(terms=list(terms), estimator=None, coef=coef, covariance=_covariance(information),
+                  n=len(time), events=int(event.sum()), loglik=loglik).table()
 
 
 def univariate_groups(optional: tuple[str, ...]) -> list[list[str]]:
@@ -219,7 +327,7 @@ def fit_endpoint(frame: pd.DataFrame, optional: tuple[str, ...], progress=None) 
         progress("multivariate model")
     univariate = []
     for group in univariate_groups(optional):
-        univariate += fit_cox(covariates.design_matrix(frame, group), time, event, group).table()
+        univariate += wald_table(covariates.design_matrix(frame, group), time, event, group)
         if progress:
             progress(f"univariate {group[0].split('[')[0]}")
     return {

@@ -31,6 +31,7 @@ from sksurv.nonparametric import kaplan_meier_estimator
 from calculator import covariates
 from calculator.model_store import LoadedModel, load_model, read_manifest
 from training import artifact, calibration, card as card_module, cox_fast, ph_test, synthetic
+from training.fit import fit_coefficients
 from training.registry import Registry, endpoint_frame
 
 HORIZONS_MONTHS: tuple[float, ...] = (12.0, 24.0, 36.0)
@@ -123,7 +124,7 @@ def _replicates(x: np.ndarray, time: np.ndarray, event: np.ndarray, coef: np.nda
         out[i, 3] = cox_fast.harrell_c(tb, eb, lp_orig[idx])[0]
         if not refit:
             continue
-        beta = cox_fast.fit_coefficients(xb, tb, eb)
+        beta = fit_coefficients(xb, tb, eb)
         if not np.all(np.isfinite(beta)):
             continue
         out[i, 0] = cox_fast.harrell_c(tb, eb, xb @ beta)[0]
@@ -241,7 +242,7 @@ def validate_endpoint(name: str, payload: dict, frame: pd.DataFrame, *, replicat
         raise ValidationError(f"{name}: fewer than 2 events in the validation data")
     x = covariates.design_matrix(frame, terms)
     lp = x @ coef
-    refit = cox_fast.fit_coefficients(x, time, event)
+    refit = fit_coefficients(x, time, event)
     same_fit = bool(np.all(np.isfinite(refit)) and np.allclose(refit, coef, rtol=SAME_FIT_TOLERANCE,
                                                                atol=SAME_FIT_TOLERANCE))
     internal = same_fit if internal is None else internal
