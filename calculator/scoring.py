@@ -103,33 +103,38 @@ def _designs(prep: dict, columns: dict, k: int) -> dict[str, np.ndarray]:
 
 
 def _option_curve(prep: dict, z: np.ndarray, weights: np.ndarray) -> dict:
-    """Averaged survival and the pieces of its variance at every event time, for one option's patterns z."""
+    """Averaged survival and the pieces of its variance at every event time, for one option's patterns z.
+
+    With a_k(t) = w_k S_k(t) / S̄(t): r_eff = sum_k a_k r_k and A = sum_k a_k r_k z_k, so that
+    q̄(t) = A(t) Hc(t) - r_eff(t) XC(t); both are products of the (T, K) matrix w_k S_k with a vector or a
+    (K, p) matrix, so nothing of size (T, K) beyond that matrix is formed.
+    """
     r = np.exp(z @ prep["coef"])                                    # (K,)
     hc = prep["hc"]
     ws = np.exp(np.outer(hc, -r)) * weights                         # (T, K): w_k S_k(t)
     s = ws.sum(axis=1)
-    # m_k(t) = a_k(t) r_k with a_k = w_k S_k / S̄; where S̄ underflows to 0 the weights are the prior ones.
-    alive = s > 0
-    m = ws * r * (1.0 / np.where(alive, s, 1.0))[:, None]
-    if not alive.all():
-        m[~alive] = weights * r
-    r_eff = m.sum(axis=1)
-    # q̄(t) = A(t) Hc(t) - r_eff(t) XC(t) with A = m Z; q̄'Vq̄ expanded so that only (T, p) products remain.
+    rz = r[:, None] * z
     if len(r) == 1:
+        r_eff = np.full(len(hc), r[0])
+        a = None
         zvz = float(z[0] @ prep["cov"] @ z[0])
         ava, avx = r_eff**2 * zvz, r_eff * (prep["b"] @ z[0])
     else:
-        a = m @ z
+        # Where S̄ underflows to 0 the averaging weights are the prior ones.
+        alive = s > 0
+        inv = 1.0 / np.where(alive, s, 1.0)
+        r_eff = np.where(alive, (ws @ r) * inv, weights @ r)
+        a = np.where(alive[:, None], (ws @ rz) * inv[:, None], weights @ rz)
         ava, avx = np.einsum("tp,tp->t", a @ prep["cov"], a), np.einsum("tp,tp->t", a, prep["b"])
     quad = hc**2 * ava - 2 * hc * r_eff * avx + r_eff**2 * prep["g"]
     var = r_eff**2 * prep["vc"] + np.maximum(quad, 0.0)
-    return {"z": z, "r": r, "ws": ws, "s": s, "m": m, "r_eff": r_eff, "var": var}
+    return {"z": z, "r": r, "ws": ws, "s": s, "a": a, "r_eff": r_eff, "var": var}
 
 
 def _q(prep: dict, curve: dict, idx: int) -> np.ndarray:
     """Averaged gradient q̄(t) of the cumulative hazard with respect to beta at one event index."""
-    m = curve["m"][idx]
-    return (m @ curve["z"]) * prep["hc"][idx] - m.sum() * prep["xc"][idx]
+    a = curve["r_eff"][idx] * curve["z"][0] if curve["a"] is None else curve["a"][idx]
+    return a * prep["hc"][idx] - curve["r_eff"][idx] * prep["xc"][idx]
 
 
 def _interval(s: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
