@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
+WRK := /usr/bin/wrk
 
-.PHONY: install run test bench shipped-model clean
+.PHONY: install run test bench bench-load fuzz lint-docker image shipped-model clean
 
 install: $(STAMP)
 
@@ -30,8 +31,30 @@ run: install
 test: install $(CHROMIUM)
 	$(BIN)/python -m pytest
 
-bench: install
+# The load benchmark's generator. Without it (not root) that benchmark runs a Python load generator instead.
+$(WRK):
+	@if [ "$$(id -u)" = "0" ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; \
+	else \
+		echo "wrk is missing and we are not root: the load benchmark will use its Python load generator" >&2; \
+	fi
+
+bench: install $(WRK)
 	$(BIN)/python -m benchmarks
+
+# Deployment proof alone (docs/testing-report.md): load at saturation, API latency, the long fuzzing run.
+bench-load: install $(WRK)
+	$(BIN)/python -m benchmarks load api
+
+fuzz: install
+	$(BIN)/python -m benchmarks fuzz
+
+lint-docker: install
+	$(BIN)/hadolint Dockerfile
+
+# Needs a Docker engine (docs/deployment.md); the tests replay the image's steps without one.
+image: lint-docker
+	docker build -t net-calculator:$$(git describe --always --dirty 2>/dev/null || echo dev) -t net-calculator:latest .
 
 # Reproduces the shipped model from the synthetic registry (see README, "The shipped model").
 shipped-model: install

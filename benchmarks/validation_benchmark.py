@@ -68,7 +68,7 @@ def run(report: list[str]) -> None:
                "Synthetic registries (truth: the published Table 1). Wall-clock seconds of `validate_model` (all "
                "metrics, calibration, PH test and the bootstrap for HPFS and OS), including starting the workers; "
                f"target at 184 patients: ≤ {TARGET_184_S:g} s. Each replicate refits the Cox model by Newton-Raphson "
-               "on the Efron likelihood and computes three Harrell's C (training/cox_fast.py).", "",
+               "on the Efron likelihood (training/fit.py) and computes three Harrell's C (training/cox_fast.py).", "",
                "| patients | backend | events HPFS / OS | wall (s) | Harrell's C HPFS (corrected) | "
                "Harrell's C OS (corrected) | slope HPFS / OS (corrected) | failed refits |",
                "|---|---|---|---|---|---|---|---|"]

@@ -151,7 +151,31 @@ def predict() -> ResponseReturnValue:
         return _errors(503, [_error("model", "the prediction model is not available; try again later")])
     result = scoring.predict(model, patient, horizons=horizons or DEFAULT_HORIZONS_MONTHS)
     result["inputs"] = {cov.name: to_json_value(cov, result["inputs"][cov.name]) for cov in COVARIATES}
-    return jsonify(result)
+    return strict_json(result)
+
+
+def strict_json(result: dict) -> ResponseReturnValue:
+    """``jsonify`` that never sends NaN or Infinity (not JSON: strict parsers reject the whole answer).
+
+    Should scoring ever produce a non-finite number, it is sent as null (not estimable) and logged as an error,
+    rather than sending invalid JSON or failing the request.
+    """
+    try:
+        body = current_app.json.dumps(result, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        current_app.logger.error("scoring returned non-finite numbers; they were sent as null")
+        body = current_app.json.dumps(_finite(result), allow_nan=False, separators=(",", ":"))
+    return current_app.response_class(f"{body}\n", mimetype=current_app.json.mimetype)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 @bp.get("/openapi.json")
@@ -268,6 +292,7 @@ def openapi_document() -> dict[str, Any]:
                 "400": error("Invalid input: malformed JSON, unknown field, wrong type or value"),
                 "413": error("Request body too large"),
                 "415": error("Content-Type is not application/json"),
+                "429": error("Too many requests from this client address (rate limit; see the Retry-After header)"),
                 "503": error("The model is not available"),
             },
         }}},

@@ -22,7 +22,19 @@ class Config:
     SECRET_KEY = os.environ.get("CALCULATOR_SECRET_KEY") or secrets.token_hex(32)
     MAX_CONTENT_LENGTH = int(os.environ.get("CALCULATOR_MAX_CONTENT_LENGTH", 16 * 1024))
     LOG_LEVEL = os.environ.get("CALCULATOR_LOG_LEVEL", "INFO")
+    # The only cookie is Flask's session, which holds the CSRF token. Secure is off by default because an intranet
+    # served over plain HTTP would then never get the cookie back and every form post would fail; turn it on
+    # behind HTTPS.
+    SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = _flag("CALCULATOR_SECURE_COOKIES", False)
+    # Token bucket per client address on the API, per worker process (0 turns it off). Behind a reverse proxy set
+    # CALCULATOR_PROXY_HOPS so that the client's address, not the proxy's, is the key.
+    RATE_LIMIT_PER_MINUTE = int(os.environ.get("CALCULATOR_RATE_LIMIT_PER_MINUTE", 120))
+    RATE_LIMIT_BURST = int(os.environ.get("CALCULATOR_RATE_LIMIT_BURST", 0)) or None  # None: one minute's worth
+    # Number of proxies in front whose X-Forwarded-For/-Proto are trusted (werkzeug ProxyFix); 0 trusts none.
+    PROXY_HOPS = int(os.environ.get("CALCULATOR_PROXY_HOPS", 0))
+    # /readyz re-hashes the served model's files at most this often per worker (seconds); 0: on every probe.
+    READY_RECHECK_SECONDS = float(os.environ.get("CALCULATOR_READY_RECHECK_SECONDS", 2))
     # A clinician may leave the form open through a clinic session before submitting.
     WTF_CSRF_TIME_LIMIT = int(os.environ.get("CALCULATOR_CSRF_TIME_LIMIT", 8 * 3600))

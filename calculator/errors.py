@@ -18,13 +18,14 @@ MESSAGES = {
     405: "This address does not accept that method.",
     413: "The request body is too large.",
     415: "The request body must be JSON, sent with Content-Type: application/json.",
+    429: "Too many requests from this address. Please wait a moment and try again.",
     500: "Something went wrong on our side. The error has been logged.",
     503: "The prediction model is not available right now. Please try again later.",
 }
 CSRF_MESSAGE = "The form has expired or was not sent from this site. Go back, reload the page and submit again."
 TEMPLATES = {404: "errors/404.html", 500: "errors/500.html", 503: "errors/500.html"}
 # What an API client should look at to fix its request.
-API_FIELDS = {400: "body", 413: "body", 415: "body", 503: "model"}
+API_FIELDS = {400: "body", 413: "body", 415: "body", 429: "request", 503: "model"}
 
 
 def error_response(status: int, message: str | None = None) -> ResponseReturnValue:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import time
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
@@ -11,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from calculator import charts, scoring
 from calculator.covariates import BY_NAME, COVARIATES, ENDPOINTS, MODALITY, OPTIONS, TUMOR_BURDEN
 from calculator.forms import PatientForm
-from calculator.model_store import LoadedModel, ModelLoadError, get_model
+from calculator.model_store import LoadedModel, ModelLoadError, get_model, verify_directory
 
 bp = Blueprint("views", __name__)
 
@@ -76,12 +78,14 @@ def result() -> ResponseReturnValue:
 
 @bp.get("/model")
 def model_card() -> ResponseReturnValue:
-    """The model card: Table 1-style estimates per endpoint, data, software and any validation."""
+    """The full model card (TRIPOD+AI items), with its figures drawn on the server (calculator/card_figures.py)."""
+    from calculator.card_figures import card_figures  # local: keeps this edit to the one route
+
     try:
         model = get_model()
     except ModelLoadError:
         abort(503)
-    return render_template("model.html", card=model.card, loaded=model)
+    return render_template("model.html", card=model.card, loaded=model, figures=card_figures(model.card))
 
 
 @bp.get("/healthz")
@@ -90,14 +94,48 @@ def healthz() -> ResponseReturnValue:
     return "ok", 200, {"Content-Type": "text/plain; charset=utf-8"}
 
 
+# Per process: model directory -> (manifest digest, monotonic time) of the last re-verification that passed.
+_reverified: dict[Path, tuple[str, float]] = {}
+
+
 @bp.get("/readyz")
 def readyz() -> ResponseReturnValue:
-    """Readiness: the model is loaded and its files verified."""
+    """Readiness: the model is loaded, and its files on disk still verify against the digests it was loaded with.
+
+    A worker keeps serving the model it verified when it loaded it, whatever happens on disk later; but if the
+    files no longer verify, a restarted worker could not load them, so this instance says it is not ready (and a
+    load balancer takes it out of rotation) until they are repaired. Failures are re-checked on every probe, so
+    recovery is seen at once; a pass is trusted for READY_RECHECK_SECONDS, to keep the probe cheap.
+    """
     try:
         model = get_model()
     except Exception as exc:  # readiness must answer whatever the failure
-        return jsonify({"status": "not ready", "reason": f"{type(exc).__name__}: {exc}"}), 503
+        return _not_ready(f"the model cannot be loaded: {type(exc).__name__}: {exc}")
+    try:
+        _reverify(model)
+    except Exception as exc:
+        return _not_ready(f"the served model's files no longer verify ({type(exc).__name__}: {exc}); this worker "
+                          f"still serves version {model.version}, verified when it was loaded, but a restarted "
+                          "worker could not load it", serving=model.version)
     return jsonify({"status": "ready", "model_version": model.version})
+
+
+def _not_ready(reason: str, **extra: str) -> ResponseReturnValue:
+    current_app.logger.warning("not ready: %s", reason)
+    return jsonify({"status": "not ready", "reason": reason, **extra}), 503
+
+
+def _reverify(model: LoadedModel) -> None:
+    """Hash the model's files again (as at load); raise ModelLoadError when they changed or cannot be read."""
+    now = time.monotonic()
+    passed = _reverified.get(model.directory)
+    if passed and passed[0] == model.sha256 and now - passed[1] < current_app.config["READY_RECHECK_SECONDS"]:
+        return
+    _reverified.pop(model.directory, None)
+    digest = verify_directory(model.directory)
+    if digest != model.sha256:
+        raise ModelLoadError(f"{model.directory} changed while it was being checked; try again")
+    _reverified[model.directory] = (digest, now)
 
 
 # --- what the result page shows -----------------------------------------------------------------------------

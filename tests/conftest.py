@@ -11,11 +11,14 @@ from tests.model_fixtures import model_dir  # noqa: F401  (a session-scoped fixt
 
 # A complete, valid submission of the form: the required inputs only.
 VALID_FORM = {"who_grade": "2", "tumor_burden": "<25%", "prior_resection_ablation": "0"}
+# Settings every test app shares: rate limiting off (tests/test_hardening.py turns it on to test it), and readiness
+# re-verifying the model's files on every probe.
+TEST_CONFIG = {"TESTING": True, "RATE_LIMIT_PER_MINUTE": 0, "READY_RECHECK_SECONDS": 0}
 
 
 @pytest.fixture
 def app(model_dir) -> Flask:  # noqa: F811
-    return create_app({"TESTING": True, "MODEL_DIR": model_dir, "WTF_CSRF_ENABLED": False})
+    return create_app({**TEST_CONFIG, "MODEL_DIR": model_dir, "WTF_CSRF_ENABLED": False})
 
 
 @pytest.fixture
@@ -26,10 +29,10 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def csrf_app(model_dir) -> Flask:  # noqa: F811
     """The app as served: CSRF protection on."""
-    return create_app({"TESTING": True, "MODEL_DIR": model_dir})
+    return create_app({**TEST_CONFIG, "MODEL_DIR": model_dir})
 
 
 @pytest.fixture
 def broken_app(tmp_path) -> Flask:
     """An app whose model directory does not exist."""
-    return create_app({"TESTING": True, "MODEL_DIR": tmp_path / "missing", "WTF_CSRF_ENABLED": False})
+    return create_app({**TEST_CONFIG, "MODEL_DIR": tmp_path / "missing", "WTF_CSRF_ENABLED": False})

@@ -222,8 +222,23 @@ def test_the_result_works_without_javascript(watched, base_url):
     shot(page, "06-result-no-javascript")
 
 
-def test_the_model_card(watched, base_url):
-    page = watched().page
+def test_the_model_card_shows_every_section_and_figure(watched, base_url):
+    w = watched()
+    page = w.page
     page.goto(base_url + "/model")
+    assert page.locator("h2").count() >= 15
     assert page.locator("table.estimates").count() == 2 * len(ENDPOINTS)
+    forests = page.locator("svg.forest")
+    assert forests.count() == len(ENDPOINTS)
+    for i in range(len(ENDPOINTS)):
+        forest = forests.nth(i)
+        assert forest.is_visible() and forest.bounding_box()["width"] > 500
+        assert forest.locator("rect.forest-hr").count() == 19
+    assert page.locator("svg.calibration-plot").count() == 3 * len(ENDPOINTS)
+    assert page.locator("svg.risk-groups").count() == len(ENDPOINTS)
+    assert page.locator("table.ph-table").is_visible()
+    # The stylesheet applies (a CSP-blocked inline style would not): markers are drawn in the series colour.
+    fill = page.locator("svg.forest rect.forest-hr").first.evaluate("e => getComputedStyle(e).fill")
+    assert fill == "rgb(0, 114, 178)"
+    assert w.errors == []
     shot(page, "07-model-card")
