@@ -34,6 +34,8 @@ COMPARISONS: tuple[tuple[str, str], ...] = (("SIRT", "TACE"), ("TAE", "TACE"), (
 THIN_SURVIVAL_STEP = 0.01
 THIN_MONTHS_STEP = 1.0
 FEW_SIMILAR_PATIENTS = 10
+# Below this averaged survival the averaging weights w_k S_k / S̄ are computed in logs (S_k near underflow).
+TINY = 1e-200
 
 
 def validate_patient(patient: Mapping[str, str | None]) -> dict[str, str | None]:
@@ -106,25 +108,34 @@ def _option_curve(prep: dict, z: np.ndarray, weights: np.ndarray) -> dict:
     """Averaged survival and the pieces of its variance at every event time, for one option's patterns z.
 
     With a_k(t) = w_k S_k(t) / S̄(t): r_eff = sum_k a_k r_k and A = sum_k a_k r_k z_k, so that
-    q̄(t) = A(t) Hc(t) - r_eff(t) XC(t); both are products of the (T, K) matrix w_k S_k with a vector or a
-    (K, p) matrix, so nothing of size (T, K) beyond that matrix is formed.
+    q̄(t) = A(t) Hc(t) - r_eff(t) XC(t); both are products of the (T, K) matrix of weights with a vector or a
+    (K, p) matrix.
     """
     r = np.exp(z @ prep["coef"])                                    # (K,)
     hc = prep["hc"]
-    ws = np.exp(np.outer(hc, -r)) * weights                         # (T, K): w_k S_k(t)
-    s = ws.sum(axis=1)
     rz = r[:, None] * z
     if len(r) == 1:
-        r_eff = np.full(len(hc), r[0])
-        a = None
+        ws = np.exp(-r[0] * hc)[:, None]                            # (T, 1)
+        s = ws[:, 0]
+        r_eff, a = np.full(len(hc), r[0]), None
         zvz = float(z[0] @ prep["cov"] @ z[0])
         ava, avx = r_eff**2 * zvz, r_eff * (prep["b"] @ z[0])
     else:
-        # Where S̄ underflows to 0 the averaging weights are the prior ones.
-        alive = s > 0
-        inv = 1.0 / np.where(alive, s, 1.0)
-        r_eff = np.where(alive, (ws @ r) * inv, weights @ r)
-        a = np.where(alive[:, None], (ws @ rz) * inv[:, None], weights @ rz)
+        ws = np.multiply.outer(hc, -r)                              # (T, K): w_k S_k(t), built in place
+        np.exp(ws, out=ws)
+        ws *= weights
+        s = ws @ np.ones(len(r))
+        with np.errstate(all="ignore"):
+            r_eff = (ws @ r) / s
+            a = (ws @ rz) / s[:, None]
+        low = s < TINY
+        if low.any():
+            # Where every S_k is near underflow the ratios are taken in logs, shifted by their maximum over k.
+            log_ws = np.log(weights) - np.outer(hc[low], r)
+            e = np.exp(log_ws - log_ws.max(axis=1, keepdims=True))
+            total = e.sum(axis=1)
+            r_eff[low] = (e @ r) / total
+            a[low] = (e @ rz) / total[:, None]
         ava, avx = np.einsum("tp,tp->t", a @ prep["cov"], a), np.einsum("tp,tp->t", a, prep["b"])
     quad = hc**2 * ava - 2 * hc * r_eff * avx + r_eff**2 * prep["g"]
     var = r_eff**2 * prep["vc"] + np.maximum(quad, 0.0)
