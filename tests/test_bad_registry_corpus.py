@@ -158,21 +158,8 @@ def assert_clear_failure(message: str, source: Path, pattern: str) -> None:
 
 # --- the corpus, in-process -------------------------------------------------------------------------------------
 
-# Known defects, each to be fixed where it lives (the test passes, as XPASS, once it is).
-KNOWN = {
-    "unquoted formula shifting columns": pytest.mark.xfail(
-        reason="training/registry.py _rows_to_raw: the 'more cells than header columns' message uses the row note "
-               "without .format(header=header_row), so it shows a literal '{header}'", strict=False),
-    # Refused, but as "required column 'patient_id' is absent (columns found: '\\x00p\\x00a...')": NUL bytes
-    # between ASCII letters are valid UTF-8, so the encoding check passes; saying "UTF-16?" would be clearer.
-    "utf-16-be without BOM": pytest.mark.xfail(
-        reason="training/registry.py _read_csv: UTF-16 without a byte-order mark is not recognised as an encoding "
-               "problem", strict=False),
-}
-
-
 @pytest.mark.parametrize(("name", "builder", "pattern"),
-                         [pytest.param(f, b, p, id=i, marks=KNOWN.get(i, ())) for i, f, b, p in CORPUS])
+                         [pytest.param(f, b, p, id=i) for i, f, b, p in CORPUS])
 def test_bad_registry_is_refused_clearly_and_changes_nothing(name, builder, pattern, frame, served, tmp_path,
                                                              capsys):
     source = tmp_path / name

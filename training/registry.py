@@ -186,7 +186,8 @@ def _rows_to_raw(records: list[tuple[int, list[object]]], source: str, fmt: str,
     width = len(header)
     long_rows = [n for n, cells in body if any(not _is_blank(c) for c in cells[width:])]
     if long_rows:
-        raise RegistryError(f"{source}: more cells than header columns in {_rows(long_rows)} ({note}); "
+        raise RegistryError(f"{source}: more cells than header columns in {_rows(long_rows)} "
+                            f"({note.format(header=header_row)}); "
                             "a separator or quote inside a value may have shifted the columns")
     columns = [[(cells[j] if j < len(cells) else None) for _, cells in body] for j in range(width)]
     frame = pd.DataFrame({j: col for j, col in enumerate(columns)}, dtype=object)
@@ -205,6 +206,11 @@ def _read_csv(data: bytes, source: str, sha: str, table: str | None) -> _Raw:
         raise RegistryError(
             f"{source}: the text encoding is not UTF-8 (undecodable byte at offset {exc.start}); "
             "export the file as 'CSV UTF-8'") from exc
+    if "\x00" in text:
+        # NUL bytes between letters are valid UTF-8 but mean UTF-16 (or a binary file) without a byte-order mark.
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise RegistryError(f"{source}: NUL bytes in row {line} (spreadsheet row numbers): this is not UTF-8 text "
+                            "(UTF-16 or binary?); export the file as 'CSV UTF-8'")
     first = next((line for line in text.splitlines() if line.strip()), "")
     # European Excel writes ';' (and some exports tab) as separator; header names never contain them.
     delimiter = max([",", ";", "\t"], key=first.count)
