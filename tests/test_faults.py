@@ -11,6 +11,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,6 +28,7 @@ from training.card import render_markdown
 API = "/api/v1/predict"
 GOOD = {"who_grade": 1, "tumor_burden": "50-75%", "prior_resection_ablation": False}
 VERSION = "test-synthetic-2000"
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +82,6 @@ BREAKAGES = [
     pytest.param(_change_a_file, "os.joblib does not match its SHA-256", 200, id="a file changed"),
     pytest.param(_remove_a_file, "hpfs.joblib is listed in the manifest but missing", 200, id="a file removed"),
     pytest.param(_add_an_unlisted_file, "files not in the manifest: extra.py", 200, id="an unlisted file added"),
-    pytest.param(_make_unreadable, "os.joblib cannot be read", 200, id="a file unreadable (chmod 000)",
-                 marks=pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")),
     pytest.param(_remove_the_manifest, "no readable manifest", 503, id="the manifest removed"),
     pytest.param(_move_the_directory_away, "no readable manifest", 503, id="the directory moved away"),
 ]
@@ -109,6 +110,60 @@ def test_a_broken_model_directory_makes_the_app_not_ready_until_repaired(breakag
     repair()
     assert client.get("/readyz").json == {"status": "ready", "model_version": VERSION}
     assert client.post(API, json=GOOD).status_code == 200
+
+
+# Run as a child without the capabilities that let root read any file, so that chmod 000 denies it as it would
+# deny the service's own non-root user.
+UNREADABLE_CHILD = """
+import json, sys
+from calculator import create_app
+from tests.conftest import TEST_CONFIG
+client = create_app({**TEST_CONFIG, "MODEL_DIR": sys.argv[1]}).test_client()
+body = {"who_grade": 1, "tumor_burden": "<25%", "prior_resection_ablation": False}
+for _ in range(3):
+    ready = client.get("/readyz")
+    answer = [ready.status_code, ready.json, client.post("/api/v1/predict", json=body).status_code]
+    print("ANSWER", json.dumps(answer), flush=True)  # the app's own JSON logs share stdout
+    sys.stdin.readline()
+"""
+
+
+def test_an_unreadable_model_file_makes_the_app_not_ready_until_readable(model_dir, tmp_path):
+    served = tmp_path / "v1"
+    shutil.copytree(model_dir, served)
+    drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search",
+            "--inh-caps", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    child = subprocess.Popen([*drop, sys.executable, "-c", UNREADABLE_CHILD, str(served)], cwd=REPO,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def answer() -> list:
+        for line in child.stdout:
+            if line.startswith("ANSWER "):
+                return json.loads(line[len("ANSWER "):])
+        raise AssertionError("the child ended without answering")
+
+    def step() -> None:
+        child.stdin.write("\n")
+        child.stdin.flush()
+
+    try:
+        answers = [answer()]
+        repair = _make_unreadable(served, {})
+        step()
+        answers.append(answer())
+        repair()
+        step()
+        answers.append(answer())
+        step()
+    finally:
+        child.stdin.close()
+        child.wait(timeout=60)
+        child.stdout.close()
+    assert answers[0] == [200, {"status": "ready", "model_version": VERSION}, 200]
+    status, body, api = answers[1]
+    assert status == 503 and "os.joblib cannot be read" in body["reason"] and body["serving"] == VERSION
+    assert api == 200  # the verified model in memory keeps answering
+    assert answers[2] == [200, {"status": "ready", "model_version": VERSION}, 200]
 
 
 def test_another_version_swapped_in_place_is_what_readiness_names(model_dir, other_version, tmp_path):
