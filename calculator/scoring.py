@@ -149,8 +149,8 @@ def _q(prep: dict, curve: dict, idx: int) -> np.ndarray:
 
 
 def _interval(s: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    se = np.sqrt(var)
-    return s * np.exp(-Z * se), np.minimum(1.0, s * np.exp(Z * se))
+    factor = np.exp(Z * np.sqrt(var))
+    return s / factor, np.minimum(1.0, s * factor)
 
 
 def _first_below_half(times: np.ndarray, curve: np.ndarray) -> float | None:
@@ -226,12 +226,13 @@ def _endpoint(prep: dict, patient: dict, horizons: Sequence[float], table_months
     designs = _designs(prep, columns, len(weights))
     times = prep["times"]
     tau = max((h for h in horizons if h <= times[-1]), default=None)
+    at_horizons = [i for i in (_at(times, h) for h in horizons) if i is not None]
     curves, options, rmst = {}, {}, {}
     for option in covariates.OPTIONS:
         curve = _option_curve(prep, designs[option], weights)
         lower, upper = _interval(curve["s"], curve["var"])
         curves[option] = curve
-        keep = _thin(times, curve["s"], [i for i in map(lambda h: _at(times, h), horizons) if i is not None])
+        keep = _thin(times, curve["s"], at_horizons)
         landmarks = [_read(times, curve["s"], lower, upper, h) for h in horizons]
         if tau is not None:
             rmst[option] = _rmst_pieces(prep, curve, tau)

@@ -37,8 +37,8 @@ COLUMNS: list[str] = (
     ["patient_id", *covariates.REQUIRED, covariates.MODALITY.name, *covariates.OPTIONAL]
     + [col for ep in covariates.ENDPOINTS.values() for col in (ep.time, ep.event)]
 )
-# Registry times are reported to 0.01 month; the smallest one stays positive.
-TIME_RESOLUTION = 0.01
+# Registries record dates, so times are whole days (in months of 30.4375 days); the smallest one is one day.
+DAY_MONTHS = 1 / 30.4375
 
 
 def load_table1() -> dict:
@@ -216,7 +216,8 @@ def synthesize(n: int, seed: int) -> pd.DataFrame:
     frame.insert(0, "patient_id", [f"{ID_PREFIX}{i:0{len(str(n))}d}" for i in range(1, n + 1)])
     for column, values in outcomes.items():
         # Rounding is monotone, so hpfs <= os survives it.
-        frame[column] = np.maximum(np.round(values, 2), TIME_RESOLUTION) if column.endswith("_months") else values
+        frame[column] = (np.round(np.maximum(np.round(values / DAY_MONTHS), 1.0) * DAY_MONTHS, 6)
+                         if column.endswith("_months") else values)
     return frame[COLUMNS]
 
 
