@@ -243,7 +243,7 @@ def _endpoint(prep: dict, patient: dict, horizons: Sequence[float], table_months
         else:
             rmst_out = {"horizon_months": None, **_none_ci()}
         options[option] = {
-            "times_months": [0.0] + times[keep].round(4).tolist(),
+            "times_months": [0.0] + times[keep].tolist(),
             "survival": [1.0] + curve["s"][keep].round(6).tolist(),
             "ci_lower": [1.0] + lower[keep].round(6).tolist(),
             "ci_upper": [1.0] + upper[keep].round(6).tolist(),
