@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from calculator.charts import BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDTH, Y_TICKS, Tick
+from calculator.charts import BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDTH, Y_TICKS, Frame, Tick
 
 # --- forest plot of hazard ratios ---------------------------------------------------------------------------
 
@@ -213,15 +213,7 @@ class RiskGroupSeries:
 
 
 @dataclass(frozen=True)
-class RiskGroupChart:
-    width: int
-    height: int
-    left: int
-    right: int
-    top: int
-    bottom: int
-    x_ticks: tuple[Tick, ...]
-    y_ticks: tuple[Tick, ...]
+class RiskGroupChart(Frame):
     series: tuple[RiskGroupSeries, ...]
     table_months: tuple[float, ...]
 

@@ -32,16 +32,22 @@ class Series:
 
 
 @dataclass(frozen=True)
-class Chart:
+class Frame:
+    """The view box, plot area and ticks of a chart (drawn by the ``survival_axes`` template macro)."""
+
     width: int
     height: int
     left: int
     right: int
     top: int
     bottom: int
-    x_max: float
     x_ticks: tuple[Tick, ...]
     y_ticks: tuple[Tick, ...]
+
+
+@dataclass(frozen=True)
+class Chart(Frame):
+    x_max: float
     series: tuple[Series, ...]
 
     def geometry(self) -> dict[str, float]:
@@ -74,7 +80,7 @@ def survival_chart(curves: Mapping[str, Mapping[str, Sequence[float | None]]], o
 
     x_ticks = tuple(Tick(x(m), f"{m:g}") for m in range(0, int(x_max) + 1, step))
     y_ticks = tuple(Tick(y(p), f"{p:.0%}") for p in Y_TICKS)
-    return Chart(WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM, x_max, x_ticks, y_ticks, tuple(series))
+    return Chart(WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM, x_ticks, y_ticks, x_max=x_max, series=tuple(series))
 
 
 def _finite_length(values: Sequence[float | None]) -> int:

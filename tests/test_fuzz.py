@@ -19,6 +19,9 @@ from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+# How the form reads a typed percentage is the form's own rule, not the contract's: taken from it.
+from calculator.forms import parse_pct
+
 API = "/api/v1/predict"
 ENDPOINTS = ("hpfs", "os")
 OPTIONS = ("TACE", "SIRT", "TAE")
@@ -245,17 +248,6 @@ FORM_LEVELS = {
     **{name: ("0", "1") for name in OPTIONAL_BOOLS},
 }
 FORM_REQUIRED = ("who_grade", "prior_resection_ablation")  # tumor burden: a category or a percentage
-
-
-def parse_pct(text: str) -> float | None:
-    """A percentage as a clinician types it ("30", "30 %", "30,5"); None when blank, NaN when not a number."""
-    text = text.strip().rstrip("%").strip().replace(",", ".")
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
 
 
 def burden_category(pct: float) -> str | None:
