@@ -193,7 +193,7 @@ def _rmst_pieces(prep: dict, curve: dict, tau: float) -> dict:
     area = wrs * widths
     c = np.cumsum(area[::-1])[::-1]
     g = (r * (ws.T @ (prep["hc"][:n] * widths))) @ curve["z"] - area @ prep["xc"][:n]
-    return {"estimate": float(first + curve["s"][:n] @ widths), "c": c, "g": g, "n": n}
+    return {"estimate": float(first + curve["s"][:n] @ widths), "c": c, "g": g, "n": n, "tau": tau}
 
 
 def _rmst_variance(prep: dict, c: np.ndarray, g: np.ndarray, n: int) -> float:
@@ -221,7 +221,7 @@ def _read(times: np.ndarray, s: np.ndarray, lower: np.ndarray, upper: np.ndarray
 
 
 def _endpoint(prep: dict, patient: dict, horizons: Sequence[float], table_months: Sequence[float] = ()
-              ) -> tuple[dict, list[dict], float | None]:
+              ) -> tuple[dict, list[dict]]:
     columns, weights = _mixture(patient, prep["cohort"])
     designs = _designs(prep, columns, len(weights))
     times = prep["times"]
@@ -255,7 +255,7 @@ def _endpoint(prep: dict, patient: dict, horizons: Sequence[float], table_months
             **({"table": [_read(times, curve["s"], lower, upper, t) for t in table_months]} if table_months else {}),
         }
     contrasts = [_contrast(prep, curves, rmst, a, b, horizons) for a, b in COMPARISONS]
-    return options, contrasts, tau
+    return options, contrasts
 
 
 def _contrast(prep: dict, curves: dict, rmst: dict, a: str, b: str, horizons: Sequence[float]) -> dict:
@@ -278,7 +278,7 @@ def _contrast(prep: dict, curves: dict, rmst: dict, a: str, b: str, horizons: Se
     if rmst:
         ra, rb = rmst[a], rmst[b]
         var = _rmst_variance(prep, ra["c"] - rb["c"], ra["g"] - rb["g"], ra["n"])
-        tau = max(h for h in horizons if h <= times[-1])
+        tau = ra["tau"]
         rmst_diff = {"horizon_months": tau, **_ci(ra["estimate"] - rb["estimate"], var, -tau, tau)}
     else:
         rmst_diff = {"horizon_months": None, **_none_ci()}
@@ -301,7 +301,7 @@ def predict(model, patient: Mapping[str, str | None],
     warnings = []
     for endpoint, spec in covariates.ENDPOINTS.items():
         prep = _prepare(model, endpoint)
-        predictions[endpoint], contrasts[endpoint], _ = _endpoint(prep, clean, horizons, table_months)
+        predictions[endpoint], contrasts[endpoint] = _endpoint(prep, clean, horizons, table_months)
         for option in covariates.OPTIONS:
             count = prep["cohort"]["grade_modality"][grade][option]
             similar[option] = min(similar.get(option, count), count)
