@@ -213,6 +213,26 @@ def term_ids(optional: tuple[str, ...] | list[str] = ()) -> list[str]:
     return terms
 
 
+def term_label(term: str) -> str:
+    """Human label of a term id, e.g. ``modality[SIRT]:who_grade[2]`` → 'SIRT vs TACE, grade 2' (an id that is
+    not one of ours is returned as it is)."""
+    try:
+        parts = dict(p[:-1].split("[", 1) if "[" in p else (p, "1") for p in term.split(":"))
+        if MODALITY.name in parts:
+            grade = WHO_GRADE.label_of(parts[WHO_GRADE.name]).lower()
+            option = parts[MODALITY.name]
+            if option == MODALITY.reference:
+                return f"{option}, {grade}"
+            return f"{option} vs {MODALITY.reference}, {grade}"
+        (name, level), = parts.items()
+        cov = BY_NAME[name]
+    except (KeyError, ValueError):
+        return term
+    if level not in cov.levels:
+        return term
+    return cov.label if cov.binary else f"{cov.label}: {cov.label_of(level)}"
+
+
 def design_matrix(columns: Mapping[str, object], terms: list[str]) -> np.ndarray:
     """Indicator matrix (rows x terms) from canonical string values per column.
 

@@ -11,7 +11,7 @@ from flask import Blueprint, abort, current_app, jsonify, redirect, render_templ
 from flask.typing import ResponseReturnValue
 
 from calculator import charts, scoring
-from calculator.covariates import BY_NAME, COVARIATES, ENDPOINTS, MODALITY, OPTIONS, TUMOR_BURDEN
+from calculator.covariates import COVARIATES, ENDPOINTS, MODALITY, OPTIONS, TUMOR_BURDEN, term_label
 from calculator.forms import PatientForm
 from calculator.model_store import LoadedModel, ModelLoadError, get_model, verify_directory
 
@@ -181,21 +181,6 @@ def described_inputs(form: PatientForm, prediction: dict) -> list[tuple[str, str
                 value += f" (from {pct:g}%)"
         rows.append((cov.label, value))
     return rows
-
-
-def term_label(term: str) -> str:
-    """A model term id in words, for cards that carry no label of their own."""
-    words = []
-    for part in term.split(":"):
-        name, _, level = part.rstrip("]").partition("[")
-        cov = MODALITY if name == MODALITY.name else BY_NAME.get(name)
-        if cov is None:
-            return term
-        if cov is MODALITY:
-            words.append(f"{level} vs {cov.reference}")
-        else:
-            words.append(cov.label if cov.binary else cov.label_of(level or "1"))
-    return ", ".join(words)
 
 
 # --- number formats used by the templates -------------------------------------------------------------------

@@ -192,11 +192,13 @@ def test_static_files_are_served(client):
 
 
 @pytest.mark.parametrize(("term", "label"), [
-    ("who_grade[2]", "Grade 2"),
-    ("tumor_burden[>75%]", "> 75%"),
+    ("who_grade[2]", "WHO 2010 grade: Grade 2"),
+    ("tumor_burden[>75%]", "Hepatic tumor burden: > 75%"),
     ("prior_resection_ablation", "Prior hepatic resection or ablation"),
-    ("modality[SIRT]:who_grade[3]", "SIRT vs TACE, Grade 3"),
+    ("modality[SIRT]:who_grade[3]", "SIRT vs TACE, grade 3"),
+    ("modality[TACE]:who_grade[2]", "TACE, grade 2"),
     ("something_else", "something_else"),
+    ("tumor_burden[unknown]", "tumor_burden[unknown]"),
 ])
 def test_term_labels_for_cards_without_labels(term, label):
     from calculator.views import term_label

@@ -45,19 +45,6 @@ def software_versions() -> dict[str, str]:
     return {name: metadata.version(name) for name in SOFTWARE}
 
 
-def term_label(term: str) -> str:
-    """Human label of a term id, e.g. ``modality[SIRT]:who_grade[2]`` → 'SIRT vs TACE, grade 2'."""
-    parts = dict(p[:-1].split("[", 1) if "[" in p else (p, "1") for p in term.split(":"))
-    if "modality" in parts:
-        grade = covariates.WHO_GRADE.label_of(parts["who_grade"])
-        if parts["modality"] == "TACE":
-            return f"TACE, {grade.lower()}"
-        return f"{parts['modality']} vs TACE, {grade.lower()}"
-    name, level = next(iter(parts.items()))
-    cov = covariates.BY_NAME[name]
-    return cov.label if cov.binary else f"{cov.label}: {cov.label_of(level)}"
-
-
 INTENDED_USERS = (
     "Interventional radiologists, oncologists and hepatologists discussing embolotherapy options for a patient with "
     "neuroendocrine tumor liver metastases (tumor board, clinic), and the patient with them.")
@@ -154,7 +141,7 @@ def build_card(*, version: str, created_at: datetime, data: dict, optional: tupl
             "reference_levels": {c.name: c.reference for c in covariates.COVARIATES if not c.binary}
             | {"modality": covariates.MODALITY.reference},
             "optional_covariates": list(optional),
-            "terms": [{"term": t, "label": term_label(t)} for t in covariates.term_ids(optional)],
+            "terms": [{"term": t, "label": covariates.term_label(t)} for t in covariates.term_ids(optional)],
             "intervals": "Wald 95% for hazard ratios; predicted survival: log-scale pointwise 95% including "
                          "coefficient and baseline-hazard uncertainty (Tsiatis 1981)",
             "formula": FORMULA,
@@ -169,7 +156,7 @@ def build_card(*, version: str, created_at: datetime, data: dict, optional: tupl
         for kind in ("multivariate", "univariate"):
             rows = []
             for row in result[kind]:
-                row = dict(row, label=term_label(row["term"]))
+                row = dict(row, label=covariates.term_label(row["term"]))
                 pub = published.get(name, {}).get(kind, {}).get(row["term"])
                 if pub:
                     row["published_hr"], row["published_p_value"] = pub["hr"], pub["p_value"]

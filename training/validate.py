@@ -362,7 +362,8 @@ def validate_model(model: LoadedModel, registry: Registry, *, replicates: int = 
         "validated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model_files": _model_files(model.directory),
         "data": {"source": synthetic.data_source(registry.frame["patient_id"]), "sha256": registry.sha256,
-                 "rows_read": registry.report["rows_read"], "format": registry.report.get("format"), "same_as_training": same_data, **(source or {})},
+                 "rows_read": registry.report["rows_read"], "format": registry.report.get("format"),
+                 "same_as_training": same_data, **(source or {})},
         "method": {
             "bootstrap_replicates": replicates, "seed": seed, "horizons_months": list(HORIZONS_MONTHS),
             "uno_tau_months": UNO_TAU_MONTHS, "ph_transform": PH_TRANSFORM,
