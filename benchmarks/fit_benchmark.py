@@ -35,7 +35,7 @@ def _child(kind: str, csv: str) -> None:
     import numpy as np
     import pandas as pd
 
-    from calculator import covariates
+    from prognosis import covariates
     from training.registry import endpoint_frame, load_registry
 
     registry = load_registry(csv)
@@ -92,7 +92,7 @@ def _measure(args: list[str]) -> tuple[str, float, float]:
 
 
 def run(report: list[str]) -> None:
-    from calculator import covariates
+    from prognosis import covariates
     from training.synthetic import synthesize
 
     report += ["## Fit time: both endpoints", "",
@@ -138,7 +138,7 @@ def _r_design(csv: Path, out: Path) -> None:
     """The term matrix as numeric columns, so that R fits exactly the same model."""
     import pandas as pd
 
-    from calculator import covariates
+    from prognosis import covariates
     from training.registry import load_registry
 
     registry = load_registry(str(csv))

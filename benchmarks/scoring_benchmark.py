@@ -9,9 +9,9 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from calculator import covariates
+from prognosis import covariates
 from calculator.model_store import load_model
-from calculator.scoring import predict
+from prognosis.scoring import predict
 
 SHIPPED = Path(__file__).resolve().parent.parent / "model_artifacts" / "current"
 REPEATS = 300

@@ -10,8 +10,8 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from calculator import scoring
-from calculator.covariates import COVARIATES, DEFAULT_HORIZONS_MONTHS, ENDPOINTS, OPTIONS, REQUIRED, Covariate
+from prognosis import scoring
+from prognosis.covariates import COVARIATES, DEFAULT_HORIZONS_MONTHS, ENDPOINTS, OPTIONS, REQUIRED, Covariate
 from calculator.model_store import ModelLoadError, get_model
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

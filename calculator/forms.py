@@ -1,4 +1,4 @@
-"""The patient form, derived field by field from :mod:`calculator.covariates`."""
+"""The patient form, derived field by field from :mod:`prognosis.covariates`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from wtforms import Field, RadioField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import StopValidation, ValidationError
 
-from calculator.covariates import COVARIATES, TUMOR_BURDEN, Covariate, bin_tumor_burden
+from prognosis.covariates import COVARIATES, TUMOR_BURDEN, Covariate, bin_tumor_burden
 
 UNKNOWN = ""  # the form value of an optional covariate left unknown
 PCT_FIELD = "tumor_burden_pct"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import joblib
 
-from calculator import covariates
+from prognosis import covariates
 
 MANIFEST = "MANIFEST.sha256"
 CARD = "model_card.json"

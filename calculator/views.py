@@ -10,8 +10,9 @@ from typing import Any
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from calculator import charts, scoring
-from calculator.covariates import COVARIATES, ENDPOINTS, MODALITY, OPTIONS, TUMOR_BURDEN, term_label
+from calculator import charts
+from prognosis import scoring
+from prognosis.covariates import COVARIATES, ENDPOINTS, MODALITY, OPTIONS, TUMOR_BURDEN, term_label
 from calculator.forms import PatientForm
 from calculator.model_store import LoadedModel, ModelLoadError, get_model, verify_directory
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from calculator import covariates
+from prognosis import covariates
 
 
 def random_registry(n: int, seed: int, *, optional: tuple[str, ...] = covariates.OPTIONAL,

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from calculator import api
-from calculator.covariates import COVARIATES, DEFAULT_HORIZONS_MONTHS, ENDPOINTS, OPTIONAL, OPTIONS, REQUIRED
+from prognosis.covariates import COVARIATES, DEFAULT_HORIZONS_MONTHS, ENDPOINTS, OPTIONAL, OPTIONS, REQUIRED
 
 URL = "/api/v1/predict"
 GOOD = {"who_grade": 2, "tumor_burden": "25-50%", "prior_resection_ablation": True}

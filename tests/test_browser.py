@@ -10,7 +10,7 @@ import pytest
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from calculator import create_app
-from calculator.covariates import ENDPOINTS, OPTIONS
+from prognosis.covariates import ENDPOINTS, OPTIONS
 
 pytestmark = pytest.mark.browser
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from lifelines import CoxPHFitter
 
-from calculator import covariates
+from prognosis import covariates
 from tests.registries import random_registry
 from training.fit import FitError, breslow_risk_sets, efron_information, fit_cox, fit_endpoint
 

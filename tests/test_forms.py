@@ -8,7 +8,7 @@ import re
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from calculator.covariates import COVARIATES, OPTIONAL
+from prognosis.covariates import COVARIATES, OPTIONAL
 from calculator.forms import PatientForm
 from tests.conftest import VALID_FORM
 

@@ -157,7 +157,7 @@ def check_prediction(result: dict, horizons: list[float]) -> None:
 
 
 def test_a_non_finite_number_from_scoring_is_sent_as_null_and_logged(client, monkeypatch, capsys):
-    from calculator import scoring
+    from prognosis import scoring
 
     real = scoring.predict
 
@@ -184,7 +184,7 @@ def scores_finitely(model, patient: dict) -> bool:
     """Scoring raises no warning and returns no NaN or Infinity for ``patient``."""
     import warnings
 
-    from calculator import scoring
+    from prognosis import scoring
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

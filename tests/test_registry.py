@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 import tomli_w
 
-from calculator import covariates as cv
+from prognosis import covariates as cv
 from training.registry import (
     HPFS_OS_TOLERANCE_MONTHS,
     Registry,

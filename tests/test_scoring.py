@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calculator import covariates
+from prognosis import covariates
 from calculator.model_store import load_model
-from calculator.scoring import COMPARISONS, predict
+from prognosis.scoring import COMPARISONS, predict
 from tests.registries import random_registry
 from training.fit import fit_cox
 from training.pipeline import fit_registry
@@ -60,7 +60,7 @@ def test_curves_and_intervals_match_r_survfit(r_model):
 
 def brute_force_mixture(frame, endpoint, patient, option, names, weights_by_pattern, t):
     """-log of the averaged survival at t and its delta-method variance, by finite differences over
-    (beta, baseline increments) with loops over risk sets: shares no code with calculator.scoring."""
+    (beta, baseline increments) with loops over risk sets: shares no code with prognosis.scoring."""
     spec = covariates.ENDPOINTS[endpoint]
     terms = covariates.term_ids(covariates.OPTIONAL)
     x = covariates.design_matrix(frame, terms)

@@ -6,7 +6,7 @@ import pytest
 from sksurv.linear_model import CoxPHSurvivalAnalysis
 from sksurv.util import Surv
 
-from calculator import covariates
+from prognosis import covariates
 from training import synthetic
 
 # The calibrated configuration the brief pins: n = 20,000 at seed 1.

@@ -14,7 +14,7 @@ import pytest
 from sksurv.exceptions import NoComparablePairException
 from sksurv.metrics import concordance_index_censored
 
-from calculator import covariates
+from prognosis import covariates
 from calculator.model_store import load_model
 from tests.registries import random_registry
 from training import calibration, cox_fast, ph_test, validate

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 import pytest
 
 from calculator import CONTENT_SECURITY_POLICY
-from calculator.covariates import ENDPOINTS, OPTIONS
+from prognosis.covariates import ENDPOINTS, OPTIONS
 from tests.conftest import VALID_FORM
 
 

@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from calculator import covariates
+from prognosis import covariates
 from calculator.model_store import ModelLoadError
 from training import artifact, synthetic, validate
 from training.fit import FitError

@@ -15,7 +15,7 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
-from calculator import covariates
+from prognosis import covariates
 
 PUBLISHED = Path(__file__).parent / "data" / "table1.json"
 SOFTWARE = ("numpy", "scipy", "pandas", "scikit-learn", "scikit-survival", "joblib")

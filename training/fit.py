@@ -16,7 +16,7 @@ from scipy import stats
 from sklearn.exceptions import ConvergenceWarning
 from sksurv.linear_model import CoxPHSurvivalAnalysis
 
-from calculator import covariates
+from prognosis import covariates
 
 Z_975 = stats.norm.ppf(0.975)
 # Newton stops when the relative change of the negative log partial likelihood is below this; at that point the

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from calculator import covariates
+from prognosis import covariates
 from training import artifact, card, synthetic
 from training.fit import fit_endpoint
 from training.registry import Registry, endpoint_frame

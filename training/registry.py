@@ -1,7 +1,7 @@
 """Load a registry (CSV, XLSX, Parquet or an SQL table) and check it against the canonical schema.
 
 The rules are those of ``registry-schema.md``; covariates, levels, aliases and endpoints all come from
-``calculator.covariates``. Any problem with the data raises :class:`RegistryError` whose message names the column
+``prognosis.covariates``. Any problem with the data raises :class:`RegistryError` whose message names the column
 and the first rows concerned, by row number only: patient identifiers and cell values never appear in messages,
 except the offending value of an unknown category.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from calculator import covariates as cv
+from prognosis import covariates as cv
 
 # hpfs_months may exceed os_months by this much: both are often rounded separately to 0.1 month.
 HPFS_OS_TOLERANCE_MONTHS = 0.1

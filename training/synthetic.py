@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.optimize import minimize
 from sksurv.nonparametric import kaplan_meier_estimator
 
-from calculator import covariates
+from prognosis import covariates
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 TABLE1_PATH = DATA_DIR / "table1.json"

@@ -28,7 +28,7 @@ from sksurv.metrics import (brier_score, concordance_index_censored, concordance
                             integrated_brier_score)
 from sksurv.nonparametric import kaplan_meier_estimator
 
-from calculator import covariates
+from prognosis import covariates
 from calculator.model_store import LoadedModel, load_model, read_manifest
 from training import artifact, calibration, card as card_module, cox_fast, ph_test, synthetic
 from training.fit import fit_coefficients

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy.stats import norm
 
-from calculator import covariates
+from prognosis import covariates
 
 Z = float(norm.ppf(0.975))
 COMPARISONS: tuple[tuple[str, str], ...] = (("SIRT", "TACE"), ("TAE", "TACE"), ("SIRT", "TAE"))
