@@ -164,7 +164,7 @@ def run_stamp() -> str:
 
 def model_for_benchmarks(workdir: Path) -> tuple[Path, str]:
     """The shipped model when there is one that loads; else a small test model built here (said in the report)."""
-    from calculator.model_store import ModelLoadError, load_model
+    from prognosis.store import ModelLoadError, load_model
 
     try:
         model = load_model(SHIPPED)

@@ -10,7 +10,7 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from prognosis import covariates
-from calculator.model_store import load_model
+from prognosis.store import load_model
 from prognosis.scoring import predict
 
 SHIPPED = Path(__file__).resolve().parent.parent / "model_artifacts" / "current"
@@ -37,7 +37,7 @@ def _timings(model, patient) -> list[float]:
 def run(report: list[str]) -> None:
     model = load_model(SHIPPED)
     times = {ep: len(p["risk_sets"]["event_times"]) for ep, p in model.endpoints.items()}
-    patterns = len(model.endpoints["hpfs"]["cohort"]["patterns"]["counts"])
+    patterns = len(model.endpoints["hpfs"].cohort.patterns.counts)
     report += ["## Scoring one patient (in process)", "",
                f"Model {model.version}: {times['hpfs']:,} HPFS and {times['os']:,} OS distinct event times, "
                f"{patterns} distinct patterns of the optional inputs. One BLAS thread (as each gunicorn worker "

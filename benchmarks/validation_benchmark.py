@@ -23,7 +23,7 @@ TARGET_184_S = 15.0
 
 def _child(n: int, backend: str) -> None:
     """Runs in the measuring subprocess: fit (untimed), then validate both endpoints; prints JSON timings."""
-    from calculator.model_store import load_model
+    from prognosis.store import load_model
     from training.pipeline import fit_registry
     from training.registry import load_registry
     from training.synthetic import synthesize

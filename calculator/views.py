@@ -14,7 +14,9 @@ from calculator import charts
 from prognosis import scoring
 from prognosis.covariates import COVARIATES, ENDPOINTS, MODALITY, OPTIONS, TUMOR_BURDEN, term_label
 from calculator.forms import PatientForm
-from calculator.model_store import LoadedModel, ModelLoadError, get_model, verify_directory
+from calculator.model_store import ModelLoadError, get_model
+from prognosis.model import Model
+from prognosis.store import verify_directory
 
 bp = Blueprint("views", __name__)
 
@@ -23,7 +25,7 @@ TABLE_STEP_MONTHS = 6.0  # rows of the data table behind each chart, up to 20 ye
 TABLE_MONTHS = tuple(TABLE_STEP_MONTHS * k for k in range(1, 41))
 
 
-def current_model() -> LoadedModel | None:
+def current_model() -> Model | None:
     """The served model, or None when it cannot be loaded (pages still render, without predictions)."""
     try:
         return get_model()
@@ -126,7 +128,7 @@ def _not_ready(reason: str, **extra: str) -> ResponseReturnValue:
     return jsonify({"status": "not ready", "reason": reason, **extra}), 503
 
 
-def _reverify(model: LoadedModel) -> None:
+def _reverify(model: Model) -> None:
     """Hash the model's files again (as at load); raise ModelLoadError when they changed or cannot be read."""
     now = time.monotonic()
     passed = _reverified.get(model.directory)

@@ -1,4 +1,4 @@
-"""One patient in, predicted HPFS and OS under TACE, SIRT and TAE out, with intervals. Pure numpy; no Flask.
+"""One patient in, predicted survival for each endpoint under each option out, with intervals. Pure numpy; no Flask.
 
 Curves are the Cox model's Breslow predictions. Pointwise 95% intervals are on the log scale (R ``survfit.coxph``'s
 default) and include both the coefficient and the baseline-hazard uncertainty (Tsiatis 1981; Therneau & Grambsch
@@ -20,15 +20,15 @@ coefficients.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy.stats import norm
 
 from prognosis import covariates
+from prognosis.model import Cohort, EndpointModel, Model
+from prognosis.normal import Z_95
 
-Z = float(norm.ppf(0.975))
-COMPARISONS: tuple[tuple[str, str], ...] = (("SIRT", "TACE"), ("TAE", "TACE"), ("SIRT", "TAE"))
 # Returned curves keep the first step in each 1-month interval and in each 0.01 band of survival (plus the last);
 # the values at the kept times are exact. That bounds a curve to about 250 points, a response to tens of KB.
 THIN_SURVIVAL_STEP = 0.01
@@ -58,31 +58,31 @@ def validate_patient(patient: Mapping[str, str | None]) -> dict[str, str | None]
     return clean
 
 
-_prepared: dict[tuple[str, str], dict] = {}
+# Per-model constants, computed once per loaded model and dropped with it.
+_prepared: weakref.WeakKeyDictionary[EndpointModel, dict] = weakref.WeakKeyDictionary()
 
 
-def _prepare(model, endpoint: str) -> dict:
-    """Per-model constants, computed once: B = XC V and G = diag(XC V XC') over the event times."""
-    key = (model.sha256, endpoint)
-    if key not in _prepared:
-        p = model.endpoints[endpoint]
-        rs = p["risk_sets"]
-        xc, cov = rs["cum_xbar_hazard"], p["covariance"]
+def _prepare(ep: EndpointModel) -> dict:
+    """Per-model constants: B = XC V and G = diag(XC V XC') over the event times."""
+    prep = _prepared.get(ep)
+    if prep is None:
+        rs = ep.risk_sets
+        xc, cov = rs.cum_xbar_hazard, ep.covariance
         b = xc @ cov
-        _prepared[key] = {
-            "terms": p["terms"], "coef": p["coef"], "cov": cov,
-            "times": rs["event_times"], "hc": rs["cum_hazard"], "vc": rs["cum_var_hazard"], "xc": xc,
+        prep = _prepared[ep] = {
+            "terms": list(ep.terms), "coef": ep.coef, "cov": cov,
+            "times": rs.event_times, "hc": rs.cum_hazard, "vc": rs.cum_var_hazard, "xc": xc,
             "b": b, "g": np.einsum("tp,tp->t", b, xc),
-            "cohort": p["cohort"],
+            "cohort": ep.cohort,
         }
-    return _prepared[key]
+    return prep
 
 
-def _mixture(patient: dict[str, str | None], cohort: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _mixture(patient: dict[str, str | None], cohort: Cohort) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Covariate columns for each pattern of the unknown inputs, with the cohort's frequencies as weights."""
-    names = cohort["patterns"]["names"]
+    names = list(cohort.patterns.names)
     unknown = [n for n in names if patient[n] is None]
-    values, counts = cohort["patterns"]["values"], cohort["patterns"]["counts"]
+    values, counts = cohort.patterns.values, cohort.patterns.counts
     if unknown:
         idx = [names.index(n) for n in unknown]
         keys, inverse = np.unique(values[:, idx], axis=0, return_inverse=True)
@@ -149,7 +149,7 @@ def _q(prep: dict, curve: dict, idx: int) -> np.ndarray:
 
 
 def _interval(s: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    factor = np.exp(Z * np.sqrt(var))
+    factor = np.exp(Z_95 * np.sqrt(var))
     return s / factor, np.minimum(1.0, s * factor)
 
 
@@ -203,7 +203,7 @@ def _rmst_variance(prep: dict, c: np.ndarray, g: np.ndarray, n: int) -> float:
 
 def _ci(estimate: float, var: float, lo: float = -np.inf, hi: float = np.inf) -> dict:
     se = float(np.sqrt(max(var, 0.0)))
-    return {"estimate": float(estimate), "ci_lower": max(lo, estimate - Z * se), "ci_upper": min(hi, estimate + Z * se)}
+    return {"estimate": float(estimate), "ci_lower": max(lo, estimate - Z_95 * se), "ci_upper": min(hi, estimate + Z_95 * se)}
 
 
 def _none_ci() -> dict:
@@ -254,7 +254,7 @@ def _endpoint(prep: dict, patient: dict, horizons: Sequence[float], table_months
             "rmst": rmst_out,
             **({"table": [_read(times, curve["s"], lower, upper, t) for t in table_months]} if table_months else {}),
         }
-    contrasts = [_contrast(prep, curves, rmst, a, b, horizons) for a, b in COMPARISONS]
+    contrasts = [_contrast(prep, curves, rmst, a, b, horizons) for a, b in covariates.COMPARISONS]
     return options, contrasts
 
 
@@ -285,32 +285,32 @@ def _contrast(prep: dict, curves: dict, rmst: dict, a: str, b: str, horizons: Se
     return {"comparison": f"{a} vs {b}", "a": a, "b": b, "survival_difference": diffs, "rmst_difference": rmst_diff}
 
 
-def predict(model, patient: Mapping[str, str | None],
+def predict(model: Model, patient: Mapping[str, str | None],
             horizons: Sequence[float] = covariates.DEFAULT_HORIZONS_MONTHS,
             table_months: Sequence[float] = ()) -> dict:
     """Predicted HPFS and OS for one patient under each option (the API's response body, and more).
 
-    ``model`` is a :class:`calculator.model_store.LoadedModel`; ``patient`` maps covariate names to canonical
+    ``model`` is a :class:`prognosis.model.Model`; ``patient`` maps covariate names to canonical
     levels (None = unknown, optional covariates only). ``table_months`` adds to each option a ``table`` of exact
     values at those times (the returned curves are thinned), for the data tables behind the charts.
     """
     clean = validate_patient(patient)
     horizons = [float(h) for h in horizons]
-    grade = clean["who_grade"]
+    grade = clean[covariates.MODALITY_WITHIN.name]
     predictions, contrasts, similar = {}, {}, {}
     warnings = []
     for endpoint, spec in covariates.ENDPOINTS.items():
-        prep = _prepare(model, endpoint)
+        prep = _prepare(model.endpoints[endpoint])
         predictions[endpoint], contrasts[endpoint] = _endpoint(prep, clean, horizons, table_months)
         for option in covariates.OPTIONS:
-            count = prep["cohort"]["grade_modality"][grade][option]
+            count = prep["cohort"].grade_modality[grade][option]
             similar[option] = min(similar.get(option, count), count)
         late = [h for h in horizons if h > prep["times"][-1]]
         if late:
             warnings.append(f"{spec.label}: not estimable beyond {prep['times'][-1]:.1f} months (the last "
                             f"observed {spec.event_label}); no value is given at "
                             + ", ".join(f"{h:g}" for h in late) + " months.")
-    in_model = model.endpoints["hpfs"]["cohort"]["patterns"]["names"]
+    in_model = next(iter(model.endpoints.values())).cohort.patterns.names
     unknown = [name for name in in_model if clean[name] is None]
     unused = [name for name in covariates.OPTIONAL if name not in in_model and clean[name] is not None]
     if unused:

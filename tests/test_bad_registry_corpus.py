@@ -22,8 +22,8 @@ import pandas as pd
 import psutil
 import pytest
 
-from calculator.model_store import load_model
-from training import artifact
+from prognosis.store import load_model
+from training import artifact, promote
 from training.__main__ import main as training_main
 from training.synthetic import synthesize
 
@@ -131,7 +131,7 @@ def served(model_dir, tmp_path_factory) -> Path:
     """A model root whose ``current`` is a copy of the test model, promoted as in production."""
     root = tmp_path_factory.mktemp("served")
     shutil.copytree(model_dir, root / "v1")
-    artifact.promote(root / "v1", root)
+    promote.promote(root / "v1", root)
     return root
 
 

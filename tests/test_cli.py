@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy
 
+from prognosis.store import load_model
 from tests.registries import random_registry
 from training import synthetic
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+def run(*args: str, cwd: Path = REPO, served: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m training ARGS``; ``served`` stands in for the app's model_artifacts/ (never the repository's)."""
+    env = {**os.environ, "CALCULATOR_MODEL_DIR": str((served or Path("/nonexistent")) / "current")}
     return subprocess.run([sys.executable, "-m", "training", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=900)
+                          timeout=900, env=env)
 
 
 @pytest.mark.slow
@@ -70,7 +73,7 @@ def test_same_data_in_every_format_gives_identical_models(tmp_path):
         done = run(*args)
         assert done.returncode == 0, done.stderr
         card = json.loads((out / "model_card.json").read_text())
-        payload = joblib.load(out / "os.joblib")
+        payload = load_model(out).endpoints["os"]
         models[name] = (card, payload)
     ref_card, ref_payload = models["csv"]
     for name, (card, payload) in models.items():
@@ -78,8 +81,8 @@ def test_same_data_in_every_format_gives_identical_models(tmp_path):
         for endpoint in ("hpfs", "os"):
             assert card["endpoints"][endpoint]["multivariate"] == ref_card["endpoints"][endpoint]["multivariate"]
             assert card["endpoints"][endpoint]["univariate"] == ref_card["endpoints"][endpoint]["univariate"]
-        np.testing.assert_array_equal(payload["coef"], ref_payload["coef"])
-        np.testing.assert_array_equal(payload["risk_sets"]["cum_hazard"], ref_payload["risk_sets"]["cum_hazard"])
+        np.testing.assert_array_equal(payload.coef, ref_payload.coef)
+        np.testing.assert_array_equal(payload.risk_sets.cum_hazard, ref_payload.risk_sets.cum_hazard)
 
 
 def test_bad_registry_stops_with_row_and_column_and_writes_nothing(tmp_path):
@@ -115,11 +118,15 @@ def test_column_mapping_and_drop_incomplete(tmp_path):
 def test_promote_from_the_command_line(model_dir, tmp_path):
     import shutil
 
-    v = tmp_path / "v1"
+    served = tmp_path / "served"
+    v = tmp_path / "work" / "v1"
     shutil.copytree(model_dir, v)
-    done = run("promote", str(v))
+    done = run("promote", str(v), served=served)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "current").resolve() == v.resolve()
-    (v / "hpfs.joblib").write_bytes(b"tampered")
-    refused = run("promote", str(v))
+    # The app reads served/current: the version fitted elsewhere was copied there, and nothing was left beside it.
+    assert (served / "current").resolve() == (served / "v1").resolve()
+    assert "copied" in done.stdout and not (tmp_path / "work" / "current").exists()
+    v = served / "v1"
+    (v / "hpfs.npz").write_bytes(b"tampered")
+    refused = run("promote", str(v), served=served)
     assert refused.returncode != 0 and "SHA-256" in refused.stderr

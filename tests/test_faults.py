@@ -45,14 +45,14 @@ def other_version(model_dir, tmp_path_factory) -> Path:
 # --- the model directory breaks, then is repaired ---------------------------------------------------------------
 
 def _change_a_file(d: Path, stash: dict):
-    stash["bytes"] = (d / "os.joblib").read_bytes()
-    (d / "os.joblib").write_bytes(stash["bytes"] + b"\0")
-    return lambda: (d / "os.joblib").write_bytes(stash["bytes"])
+    stash["bytes"] = (d / "os.npz").read_bytes()
+    (d / "os.npz").write_bytes(stash["bytes"] + b"\0")
+    return lambda: (d / "os.npz").write_bytes(stash["bytes"])
 
 
 def _remove_a_file(d: Path, stash: dict):
-    (d / "hpfs.joblib").rename(d.parent / "hpfs.joblib.away")
-    return lambda: (d.parent / "hpfs.joblib.away").rename(d / "hpfs.joblib")
+    (d / "hpfs.npz").rename(d.parent / "hpfs.npz.away")
+    return lambda: (d.parent / "hpfs.npz.away").rename(d / "hpfs.npz")
 
 
 def _remove_the_manifest(d: Path, stash: dict):
@@ -71,16 +71,16 @@ def _move_the_directory_away(d: Path, stash: dict):
 
 
 def _make_unreadable(d: Path, stash: dict):
-    (d / "os.joblib").chmod(0)
-    return lambda: (d / "os.joblib").chmod(0o644)
+    (d / "os.npz").chmod(0)
+    return lambda: (d / "os.npz").chmod(0o644)
 
 
 # break it (returns the repair); what the reason must say; the API's status meanwhile. While the manifest still
 # reads the same, the verified model in memory keeps answering (nothing wrong is served); once the manifest itself
 # is gone, model_store cannot tell which version the directory holds, and the API answers 503 as well.
 BREAKAGES = [
-    pytest.param(_change_a_file, "os.joblib does not match its SHA-256", 200, id="a file changed"),
-    pytest.param(_remove_a_file, "hpfs.joblib is listed in the manifest but missing", 200, id="a file removed"),
+    pytest.param(_change_a_file, "os.npz does not match its SHA-256", 200, id="a file changed"),
+    pytest.param(_remove_a_file, "hpfs.npz is listed in the manifest but missing", 200, id="a file removed"),
     pytest.param(_add_an_unlisted_file, "files not in the manifest: extra.py", 200, id="an unlisted file added"),
     pytest.param(_remove_the_manifest, "no readable manifest", 503, id="the manifest removed"),
     pytest.param(_move_the_directory_away, "no readable manifest", 503, id="the directory moved away"),
@@ -161,7 +161,7 @@ def test_an_unreadable_model_file_makes_the_app_not_ready_until_readable(model_d
         child.stdout.close()
     assert answers[0] == [200, {"status": "ready", "model_version": VERSION}, 200]
     status, body, api = answers[1]
-    assert status == 503 and "os.joblib cannot be read" in body["reason"] and body["serving"] == VERSION
+    assert status == 503 and "os.npz cannot be read" in body["reason"] and body["serving"] == VERSION
     assert api == 200  # the verified model in memory keeps answering
     assert answers[2] == [200, {"status": "ready", "model_version": VERSION}, 200]
 
@@ -196,7 +196,7 @@ def test_a_passing_check_is_trusted_for_the_configured_interval(model_dir, tmp_p
     app = create_app({**TEST_CONFIG, "MODEL_DIR": served, "READY_RECHECK_SECONDS": 3600})
     client = app.test_client()
     assert client.get("/readyz").status_code == 200
-    (served / "os.joblib").write_bytes(b"tampered")
+    (served / "os.npz").write_bytes(b"tampered")
     assert client.get("/readyz").status_code == 200  # within the interval: the last pass stands
     app.config["READY_RECHECK_SECONDS"] = 0  # as if the interval had passed
     assert client.get("/readyz").status_code == 503
@@ -281,13 +281,13 @@ def test_a_worker_killed_under_load_is_replaced_and_requests_keep_succeeding(ser
 def test_under_gunicorn_a_broken_directory_is_not_ready_on_every_worker_and_recovers(server):
     assert server.request("GET", "/readyz")[0] == 200
     away = server.served.parent / "hpfs.away"
-    (server.served / "hpfs.joblib").rename(away)
+    (server.served / "hpfs.npz").rename(away)
     try:
         probes = [server.request("GET", "/readyz") for _ in range(8)]  # both workers answer some of them
         assert all(status == 503 for status, _, _ in probes)
         reasons = {json.loads(body)["reason"] for _, _, body in probes}
-        assert all("hpfs.joblib is listed in the manifest but missing" in r for r in reasons)
+        assert all("hpfs.npz is listed in the manifest but missing" in r for r in reasons)
         assert all(server.predict(GOOD)[0] == 200 for _ in range(4))
     finally:
-        away.rename(server.served / "hpfs.joblib")
+        away.rename(server.served / "hpfs.npz")
     assert all(server.request("GET", "/readyz")[0] == 200 for _ in range(8))

@@ -196,7 +196,7 @@ def scores_finitely(model, patient: dict) -> bool:
 def shipped():
     if not SHIPPED.exists():
         pytest.skip("no shipped model")
-    from calculator.model_store import load_model
+    from prognosis.store import load_model
 
     return load_model(SHIPPED)
 

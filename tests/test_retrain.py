@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from calculator import create_app
-from calculator.model_store import MANIFEST, load_model
+from prognosis.store import MANIFEST, load_model
 from tests.registries import random_registry
-from training import artifact
+from training import artifact, promote
 from training.card import render_markdown
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,10 +58,10 @@ def data_csv(model_dir) -> Path:
 
 def test_unvalidated_candidate_is_refused_unless_forced(root):
     edit_card(root / "v1", lambda card: card.pop("validation"))
-    refused = run("promote", str(root / "v1"))
+    refused = run("promote", str(root / "v1"), "--root", str(root))
     assert refused.returncode == 2 and "no validation" in refused.stderr and "--force" in refused.stderr
     assert not (root / "current").exists()
-    forced = run("promote", str(root / "v1"), "--force")
+    forced = run("promote", str(root / "v1"), "--root", str(root), "--force")
     assert forced.returncode == 0, forced.stderr
     assert "despite failed validation" in forced.stdout
     assert os.readlink(root / "current") == "v1"
@@ -73,31 +73,31 @@ def test_unvalidated_candidate_is_refused_unless_forced(root):
     ("calibration_slope", 1.6, "calibration slope 1.6 is outside [0.5, 1.5]"),
 ])
 def test_failed_validation_is_refused_unless_forced(root, key, value, message):
-    artifact.promote(root / "v1", root)
+    promote.promote(root / "v1", root)
     edit_card(root / "v2", lambda card: card["validation"]["os"][key].update(optimism_corrected=value))
     with pytest.raises(artifact.ArtifactError, match=re.escape(message)):
-        artifact.promote(root / "v2", root)
+        promote.promote(root / "v2", root)
     assert os.readlink(root / "current") == "v1"
-    artifact.promote(root / "v2", root, force=True)
+    promote.promote(root / "v2", root, force=True)
     assert os.readlink(root / "current") == "v2"
 
 
 def test_validation_of_other_model_files_does_not_count(root):
-    edit_card(root / "v2", lambda card: card["validation"]["model_files"].update({"os.joblib": "0" * 64}))
+    edit_card(root / "v2", lambda card: card["validation"]["model_files"].update({"os.npz": "0" * 64}))
     with pytest.raises(artifact.ArtifactError, match="made for other model files"):
-        artifact.promote(root / "v2", root)
+        promote.promote(root / "v2", root)
 
 
 def test_comparison_on_the_candidates_data_and_rollback(root, model_dir):
-    assert run("promote", str(root / "v1")).returncode == 0
-    done = run("promote", str(root / "v2"), "--data", str(data_csv(model_dir)))
+    assert run("promote", str(root / "v1"), "--root", str(root)).returncode == 0
+    done = run("promote", str(root / "v2"), "--root", str(root), "--data", str(data_csv(model_dir)))
     assert done.returncode == 0, done.stderr
     assert "comparison on the candidate's data: candidate v2 vs current v1" in done.stdout
     assert "HPFS: Harrell's C candidate" in done.stdout and "OS: Harrell's C candidate" in done.stdout
     assert os.readlink(root / "current") == "v2"
     # Without --data the source recorded by `validate` is used when it is unchanged.
     edit_card(root / "v1", lambda card: card["validation"]["data"].update(location=str(data_csv(model_dir))))
-    back = run("promote", str(root / "v1"))  # the rollback
+    back = run("promote", str(root / "v1"), "--root", str(root))  # the rollback
     assert back.returncode == 0, back.stderr
     assert "comparison on the candidate's data: candidate v1 vs current v2" in back.stdout
     assert os.readlink(root / "current") == "v1"
@@ -107,16 +107,16 @@ def test_comparison_on_the_candidates_data_and_rollback(root, model_dir):
 # --- a running app picks up the promoted version ---------------------------------------------------------------------
 
 def test_running_app_serves_the_promoted_version(root):
-    artifact.promote(root / "v1", root)
+    promote.promote(root / "v1", root)
     client = create_app({"TESTING": True, "MODEL_DIR": root / "current", "WTF_CSRF_ENABLED": False}).test_client()
     body = {"who_grade": 2, "tumor_burden": "<25%", "prior_resection_ablation": False}
     assert client.get("/readyz").get_json()["model_version"] == "v1"
     assert client.post("/api/v1/predict", json=body).get_json()["model"]["model_version"] == "v1"
-    artifact.promote(root / "v2", root)
+    promote.promote(root / "v2", root)
     assert client.get("/readyz").get_json()["model_version"] == "v2"
     assert client.post("/api/v1/predict", json=body).get_json()["model"]["model_version"] == "v2"
     assert b"v2" in client.get("/model").data
-    artifact.promote(root / "v1", root)  # rollback, same process
+    promote.promote(root / "v1", root)  # rollback, same process
     assert client.get("/readyz").get_json()["model_version"] == "v1"
 
 
@@ -138,7 +138,7 @@ def test_gunicorn_serves_the_promoted_version_without_restart(root, tmp_path):
     gunicorn = Path(PYTHON).parent / "gunicorn"
     if not gunicorn.exists():
         pytest.skip("gunicorn is not installed in this environment")
-    artifact.promote(root / "v1", root)
+    promote.promote(root / "v1", root)
     port = _free_port()
     env = dict(os.environ, CALCULATOR_MODEL_DIR=str(root / "current"), CALCULATOR_BIND=f"127.0.0.1:{port}",
                CALCULATOR_WORKERS="2")
@@ -151,7 +151,7 @@ def test_gunicorn_serves_the_promoted_version_without_restart(root, tmp_path):
         while _version(url) != "v1":
             assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
             time.sleep(0.2)
-        artifact.promote(root / "v2", root)
+        promote.promote(root / "v2", root)
         # Every worker (requests land on either) answers with the new version from its next request on.
         assert [_version(url) for _ in range(10)] == ["v2"] * 10
         assert server.poll() is None  # same server process throughout
@@ -175,11 +175,11 @@ def assert_served_model_intact(root: Path) -> None:
 
 def test_kill_9_during_card_updates_and_promotions_leaves_a_verified_model(root):
     """Loops of update_card and promote, killed at random moments: every kill lands inside one of them."""
-    artifact.promote(root / "v1", root)
+    promote.promote(root / "v1", root)
     loop = f"""
 import json, sys
 from pathlib import Path
-from training import artifact
+from training import artifact, promote
 from training.card import render_markdown
 root = Path({str(root)!r})
 card = json.loads((root / "v1" / "model_card.json").read_text())
@@ -189,7 +189,7 @@ while True:
     i += 1
     card["model_version"] = f"v1-{{i}}"
     artifact.update_card(root / "v1", card, render_markdown(card))
-    artifact.promote(root / ("v2" if i % 2 else "v1"), root)
+    promote.promote(root / ("v2" if i % 2 else "v1"), root)
 """
     rng = random.Random(4)
     versions_seen = set()
@@ -209,13 +209,14 @@ while True:
 def test_kill_9_during_fit_validate_and_promote_commands(root, model_dir, tmp_path):
     csv = tmp_path / "registry.csv"
     random_registry(300, 61).to_csv(csv, index=False)
-    artifact.promote(root / "v1", root)
+    promote.promote(root / "v1", root)
     commands = {
         "fit": lambda k: ["fit", "--data", str(csv), "--out", str(root / f"new{k}"), "--validate", "--bootstrap", "20",
                           "--jobs", "1"],
         "validate": lambda k: ["validate", str(root / "v1"), "--data", str(data_csv(model_dir)), "--bootstrap", "20",
                                "--jobs", "1"],
-        "promote": lambda k: ["promote", str(root / ("v2" if k % 2 else "v1")), "--data", str(data_csv(model_dir))],
+        "promote": lambda k: ["promote", str(root / ("v2" if k % 2 else "v1")), "--root", str(root), "--data",
+                              str(data_csv(model_dir))],
     }
     rng = random.Random(9)
     for name, command in commands.items():
@@ -230,6 +231,6 @@ def test_kill_9_during_fit_validate_and_promote_commands(root, model_dir, tmp_pa
             proc.wait()
             assert_served_model_intact(root)
     # Whatever was interrupted, the tree still validates and promotes.
-    assert run("promote", str(root / "v1")).returncode == 0
+    assert run("promote", str(root / "v1"), "--root", str(root)).returncode == 0
     assert (root / "v1" / MANIFEST).exists()
 

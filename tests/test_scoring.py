@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prognosis import covariates
-from calculator.model_store import load_model
-from prognosis.scoring import COMPARISONS, predict
+from prognosis.store import load_model
+from prognosis.covariates import COMPARISONS
+from prognosis.scoring import predict
 from tests.registries import random_registry
 from training.fit import fit_cox
 from training.pipeline import fit_registry

@@ -9,14 +9,12 @@ import tempfile
 from pathlib import Path
 
 from prognosis import covariates
-from calculator.model_store import ModelLoadError
-from training import artifact, synthetic, validate
+from prognosis.store import MODEL_ARTIFACTS, ModelLoadError
+from training import artifact, convert, promote, synthetic, validate
 from training.fit import FitError
 from training.pipeline import fit_registry, stderr_progress
 from training.registry import RegistryError, load_registry
 
-REPO = Path(__file__).resolve().parent.parent
-MODEL_ARTIFACTS = REPO / "model_artifacts"
 # The shipped model: a synthetic registry large enough for all 19 multivariate HRs to land within 10% of Table 1.
 SHIPPED_N = 60_000
 SHIPPED_SEED = 20170101
@@ -137,8 +135,14 @@ def _comparison_data(args):
 
 def cmd_promote(args) -> int:
     registry = _comparison_data(args)
-    link = artifact.promote(args.dir, root=args.root, force=args.force, registry=registry, report=print)
+    link = promote.promote(args.dir, root=args.root, force=args.force, registry=registry, report=print)
     print(f"{link} -> {Path(args.dir).resolve().name}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    endpoints = convert.convert(args.dir)
+    print(f"converted {args.dir} ({', '.join(endpoints)}) to arrays and JSON; the calculator can serve it")
     return 0
 
 
@@ -158,7 +162,7 @@ def cmd_ship(args) -> int:
         block = validate.validate_directory(path, registry, replicates=args.bootstrap, seed=args.seed,
                                             n_jobs=args.jobs, source={"location": None}, progress=progress)
         print(f"validation {block['status']}")
-    artifact.promote(path, MODEL_ARTIFACTS, report=print)
+    promote.promote(path, MODEL_ARTIFACTS, report=print)
     print(f"shipped model {version} is current")
     return 0
 
@@ -189,10 +193,14 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("promote", help="make DIR the version served by default (model_artifacts/current)")
     p.add_argument("dir", metavar="DIR")
-    p.add_argument("--root", help="folder holding the 'current' link (default: DIR's parent)")
+    p.add_argument("--root", help="folder holding the 'current' link (default: model_artifacts/, where the calculator serves from; a version elsewhere is copied in)")
     p.add_argument("--force", action="store_true", help="promote even if DIR failed validation or was never validated")
     _add_source(p, required=False)
     p.set_defaults(run=cmd_promote)
+
+    p = sub.add_parser("convert", help="convert a model version in the old pickled format to arrays and JSON")
+    p.add_argument("dir", metavar="DIR")
+    p.set_defaults(run=cmd_convert)
 
     p = sub.add_parser("ship", help="rebuild the shipped synthetic model and make it current")
     p.add_argument("--n", type=int, default=SHIPPED_N)

@@ -1,10 +1,9 @@
-"""Write one model version as a directory, atomically, with a SHA-256 manifest; switch the served version.
+"""Write one model version as a directory, atomically, with a SHA-256 manifest.
 
 A directory appears at its final path only when complete (written under a temporary name beside it, then
 renamed); a card update swaps in a complete sibling copy with one ``renameat2(RENAME_EXCHANGE)``; ``current`` is a
 symbolic link replaced with one ``rename``. A crash at any moment leaves either the old state or the new one, never
-a half; temporaries have names starting with '.'. ``promote`` refuses a candidate that failed validation unless
-forced (docs/validation.md).
+a half; temporaries have names starting with '.'. Switching the served version is ``training.promote``.
 """
 
 from __future__ import annotations
@@ -19,10 +18,12 @@ from pathlib import Path
 
 import joblib
 
-from calculator.model_store import CARD, MANIFEST, ModelLoadError, load_model, sha256_file
+from prognosis.model import EndpointModel
+from prognosis.store import CARD, MANIFEST, manifest_text, sha256_file, write_model_files
 
-CURRENT = "current"
 CARD_MARKDOWN = "model_card.md"
+# The fitted scikit-survival estimator, exported for data scientists beside the served arrays; the app never opens it.
+ESTIMATOR_SUFFIX = ".sksurv.joblib"
 AT_FDCWD = -100
 RENAME_EXCHANGE = 2
 
@@ -31,7 +32,7 @@ class ArtifactError(Exception):
     """The artifact cannot be written or promoted."""
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -39,29 +40,39 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_file(path: Path, write: Callable[[Path], None]) -> None:
-    write(path)
+def _fsync_file(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
 
 
-def write_artifact(out: str | Path, payloads: dict[str, dict], card: dict, card_markdown: str) -> Path:
-    """Write ``{endpoint}.joblib``, the model card (JSON and Markdown) and the manifest into a new directory."""
+def _write_file(path: Path, write: Callable[[Path], None]) -> None:
+    write(path)
+    _fsync_file(path)
+
+
+def write_artifact(out: str | Path, models: dict[str, EndpointModel], card: dict, card_markdown: str, *,
+                   estimators: dict[str, object] | None = None) -> Path:
+    """Write the model files (``prognosis.store``), the model card (JSON and Markdown), any estimator exports and
+    the manifest into a new directory."""
     out = Path(out)
     if out.exists():
         raise ArtifactError(f"{out} exists already; choose a new directory for this model version")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        for endpoint, payload in payloads.items():
-            _write_file(tmp / f"{endpoint}.joblib", lambda p, obj=payload: joblib.dump(obj, p, compress=3))
+        for path in write_model_files(tmp, models):
+            _fsync_file(path)
+        for endpoint, estimator in (estimators or {}).items():
+            if estimator is not None:
+                _write_file(tmp / f"{endpoint}{ESTIMATOR_SUFFIX}",
+                            lambda p, obj=estimator: joblib.dump(obj, p, compress=3))
         _write_file(tmp / CARD, lambda p: p.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8"))
         _write_file(tmp / CARD_MARKDOWN, lambda p: p.write_text(card_markdown, encoding="utf-8"))
         write_manifest(tmp)
         os.chmod(tmp, 0o755)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         os.rename(tmp, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -70,10 +81,9 @@ def write_artifact(out: str | Path, payloads: dict[str, dict], card: dict, card_
 
 def write_manifest(directory: Path) -> None:
     """(Re)write the manifest over every other file in ``directory``, atomically."""
-    lines = [f"{sha256_file(p)}  {p.name}\n" for p in sorted(directory.iterdir())
-             if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")]
+    text = manifest_text(directory)
     tmp = directory / f".{MANIFEST}.tmp"
-    _write_file(tmp, lambda p: p.write_text("".join(lines), encoding="ascii"))
+    _write_file(tmp, lambda p: p.write_text(text, encoding="ascii"))
     os.replace(tmp, directory / MANIFEST)
 
 
@@ -90,13 +100,21 @@ def _exchange(a: Path, b: Path) -> None:
 
 
 def update_card(directory: str | Path, card: dict, card_markdown: str, *, expect_manifest: str | None = None) -> None:
-    """Replace a version's model card (JSON and Markdown) and manifest together, atomically.
+    """Replace a version's model card (JSON and Markdown) and manifest together, atomically (``rewrite_version``)."""
+    rewrite_version(directory, card, card_markdown, expect_manifest=expect_manifest)
+
+
+def rewrite_version(directory: str | Path, card: dict, card_markdown: str, *, expect_manifest: str | None = None,
+                    keep: Callable[[str], bool] = lambda name: True,
+                    add: Callable[[Path], None] = lambda tmp: None) -> None:
+    """Replace a version's card, manifest and (``keep``/``add``) model files together, atomically.
 
     A version directory may hold nothing that is not in its manifest (the loader refuses strays), so nothing is
-    written inside it: a sibling copy (model files hard-linked, new card and manifest written and synced) is swapped
-    with it in one ``renameat2(RENAME_EXCHANGE)``. Killed at any moment, the directory holds either the old or the
-    new complete version; at most a hidden ``.NAME.*.card`` sibling is left behind. ``expect_manifest`` (the SHA-256
-    of the manifest the card was read with) refuses to overwrite a version that changed in between.
+    written inside it: a sibling copy (kept files hard-linked, ``add`` writing new ones, new card and manifest
+    written and synced) is swapped with it in one ``renameat2(RENAME_EXCHANGE)``. Killed at any moment, the
+    directory holds either the old or the new complete version; at most a hidden ``.NAME.*.card`` sibling is left
+    behind. ``expect_manifest`` (the SHA-256 of the manifest the card was read with) refuses to overwrite a version
+    that changed in between.
     """
     directory = Path(directory).resolve()
     if expect_manifest is not None and sha256_file(directory / MANIFEST) != expect_manifest:
@@ -104,59 +122,20 @@ def update_card(directory: str | Path, card: dict, card_markdown: str, *, expect
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".card", dir=directory.parent))
     try:
         for path in directory.iterdir():
-            if path.is_file() and path.name not in (CARD, CARD_MARKDOWN, MANIFEST):
+            if path.is_file() and path.name not in (CARD, CARD_MARKDOWN, MANIFEST) and keep(path.name):
                 try:
-                    os.link(path, tmp / path.name)  # the model files are unchanged: share them, copy nothing
+                    os.link(path, tmp / path.name)  # unchanged files: share them, copy nothing
                 except OSError:
                     shutil.copy2(path, tmp / path.name)
+        add(tmp)
+        for path in tmp.iterdir():
+            _fsync_file(path)
         _write_file(tmp / CARD, lambda p: p.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8"))
         _write_file(tmp / CARD_MARKDOWN, lambda p: p.write_text(card_markdown, encoding="utf-8"))
         write_manifest(tmp)
         os.chmod(tmp, 0o755)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         _exchange(tmp, directory)
-        _fsync_dir(directory.parent)
+        fsync_dir(directory.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # after the swap: the old version's card, manifest and links
-
-
-def promote(directory: str | Path, root: str | Path | None = None, *, force: bool = False, registry=None,
-            report: Callable[[str], None] | None = None) -> Path:
-    """Make ``directory`` the version served by default: ``root/current`` → it, switched with one rename.
-
-    The version is verified (digests, versions, loadable) first, then gated on its validation
-    (``training.validate.validation_failures``): a candidate that failed validation, or was never validated, is
-    refused unless ``force``. With ``registry`` (the candidate's data) the candidate and the current model are
-    compared on it and the comparison is reported before the switch. Promoting an older version is the rollback.
-    """
-    from training import validate  # imported here: validate writes cards through this module
-
-    report = report or (lambda line: None)
-    directory = Path(directory).resolve()
-    root = Path(root).resolve() if root else directory.parent
-    candidate = load_model(directory)  # raises ModelLoadError on anything wrong, before the switch
-    link = root / CURRENT
-    current = None
-    if link.exists():
-        try:
-            current = load_model(link)
-        except ModelLoadError as exc:
-            report(f"the current model does not load ({exc}); it will be replaced")
-    if registry is not None and current is not None:
-        for line in validate.format_comparison(validate.compare(candidate, current, registry), candidate.version,
-                                               current.version):
-            report(line)
-    failures = validate.validation_failures(candidate)
-    if failures:
-        reasons = "; ".join(failures)
-        if not force:
-            raise ArtifactError(f"refusing to promote {directory.name}: {reasons}. Pass --force to promote it anyway")
-        report(f"promoting despite failed validation (--force): {reasons}")
-    target = os.path.relpath(directory, root)
-    tmp = root / f".{CURRENT}.{os.getpid()}.tmp"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(target, tmp)
-    os.replace(tmp, link)
-    _fsync_dir(root)
-    return link

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from sksurv.nonparametric import kaplan_meier_estimator
 
+from prognosis.model import RiskSets
+
 # Groups of about this many patients (rms::calibrate's default m = 50), at least 3 and at most 10 (deciles).
 PATIENTS_PER_GROUP = 50
 MIN_GROUPS, MAX_GROUPS = 3, 10
@@ -17,16 +19,16 @@ MIN_GROUPS, MAX_GROUPS = 3, 10
 CURVE_MONTHS = 120
 
 
-def baseline_cumulative_hazard(risk_sets: dict, times: np.ndarray) -> np.ndarray:
+def baseline_cumulative_hazard(risk_sets: RiskSets, times: np.ndarray) -> np.ndarray:
     """Breslow H0 at ``times`` (right-continuous step function; NaN past the last event time: not estimable)."""
-    event_times, cum = risk_sets["event_times"], risk_sets["cum_hazard"]
+    event_times, cum = risk_sets.event_times, risk_sets.cum_hazard
     times = np.asarray(times, dtype=float)
     k = np.searchsorted(event_times, times, side="right")
     out = np.where(k > 0, np.concatenate([[0.0], cum])[k], 0.0)
     return np.where(times <= event_times[-1], out, np.nan)
 
 
-def predicted_survival(lp: np.ndarray, risk_sets: dict, times: np.ndarray) -> np.ndarray:
+def predicted_survival(lp: np.ndarray, risk_sets: RiskSets, times: np.ndarray) -> np.ndarray:
     """S(t | x) for each patient (rows) at each time (columns); NaN past the model's last event time."""
     h0 = baseline_cumulative_hazard(risk_sets, times)
     return np.exp(-np.outer(np.exp(lp), h0))
@@ -76,7 +78,7 @@ def _clean(value: float, digits: int = 4) -> float | None:
     return None if not np.isfinite(value) else round(float(value), digits)
 
 
-def calibration_by_group(lp: np.ndarray, time: np.ndarray, event: np.ndarray, risk_sets: dict,
+def calibration_by_group(lp: np.ndarray, time: np.ndarray, event: np.ndarray, risk_sets: RiskSets,
                          horizons: tuple[float, ...], group: np.ndarray) -> list[dict]:
     """Predicted (mean over the group) vs observed (Kaplan-Meier, 95% CI) survival per risk group and horizon.
 
@@ -113,10 +115,10 @@ def calibration_by_group(lp: np.ndarray, time: np.ndarray, event: np.ndarray, ri
     return out
 
 
-def curves_by_group(lp: np.ndarray, time: np.ndarray, event: np.ndarray, risk_sets: dict,
+def curves_by_group(lp: np.ndarray, time: np.ndarray, event: np.ndarray, risk_sets: RiskSets,
                     group: np.ndarray) -> dict:
     """Monthly Kaplan-Meier curves and mean predicted curves per risk group: the card's figure data."""
-    last = min(float(time.max()), float(risk_sets["event_times"][-1]), CURVE_MONTHS)
+    last = min(float(time.max()), risk_sets.last_event_time, CURVE_MONTHS)
     months = np.arange(0.0, np.floor(last) + 1.0)
     pred = predicted_survival(lp, risk_sets, months)
     series = []

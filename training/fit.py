@@ -17,8 +17,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sksurv.linear_model import CoxPHSurvivalAnalysis
 
 from prognosis import covariates
+from prognosis.normal import Z_95
 
-Z_975 = stats.norm.ppf(0.975)
 # Newton stops when the relative change of the negative log partial likelihood is below this; at that point the
 # quadratic convergence of Newton's method leaves coefficients accurate far beyond the reported precision.
 TOLERANCE = 1e-12
@@ -60,8 +60,8 @@ class CoxFit:
                 "coef": float(b),
                 "se": float(s),
                 "hr": float(np.exp(b)),
-                "ci_lower": float(np.exp(b - Z_975 * s)),
-                "ci_upper": float(np.exp(b + Z_975 * s)),
+                "ci_lower": float(np.exp(b - Z_95 * s)),
+                "ci_upper": float(np.exp(b + Z_95 * s)),
                 "z": float(zz),
                 "p_value": float(2.0 * stats.norm.sf(abs(zz))),
             })
@@ -303,11 +303,11 @@ def univariate_groups(optional: tuple[str, ...]) -> list[list[str]]:
     Each variable alone (a categorical variable's indicators together); grade and modality as one 9-level factor
     with grade 1 treated with TACE as reference, as in the seed's Table 1.
     """
-    groups = [covariates.covariate_terms(covariates.WHO_GRADE), covariates.covariate_terms(covariates.TUMOR_BURDEN),
-              covariates.covariate_terms(covariates.PRIOR_RESECTION_ABLATION)]
+    groups = [covariates.covariate_terms(covariates.BY_NAME[name]) for name in covariates.REQUIRED]
     groups += [covariates.covariate_terms(covariates.BY_NAME[name]) for name in optional]
-    grade_by_modality = [f"modality[{m}]:who_grade[{g}]" for g in covariates.WHO_GRADE.levels
-                         for m in covariates.MODALITY.levels if (g, m) != ("1", "TACE")]
+    modality, within = covariates.MODALITY, covariates.MODALITY_WITHIN
+    grade_by_modality = [f"{modality.name}[{m}]:{within.name}[{g}]" for g in within.levels for m in modality.levels
+                         if (g, m) != (within.reference, modality.reference)]
     groups.append(grade_by_modality)
     return groups
 

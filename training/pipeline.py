@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 
 from prognosis import covariates
+from prognosis.model import Cohort, EndpointModel, Patterns, RiskSets
+from prognosis.store import CURRENT
 from training import artifact, card, synthetic
 from training.fit import fit_endpoint
 from training.registry import Registry, endpoint_frame
@@ -30,16 +32,16 @@ def stderr_progress() -> Progress:
     return report
 
 
-def cohort_summary(frame: pd.DataFrame, optional: tuple[str, ...]) -> dict:
+def cohort_summary(frame: pd.DataFrame, optional: tuple[str, ...]) -> Cohort:
     """Aggregate counts the calculator needs; no patient-level rows.
 
     ``grade_modality``: patients per grade and option (for "few similar patients" warnings);
     ``patterns``: the distinct combinations of the optional covariates with their frequencies (for averaging a
     prediction over what a user leaves unknown).
     """
-    counts = frame.groupby(["who_grade", "modality"]).size()
-    grade_modality = {g: {m: int(counts.get((g, m), 0)) for m in covariates.OPTIONS}
-                      for g in covariates.WHO_GRADE.levels}
+    within = covariates.MODALITY_WITHIN
+    counts = frame.groupby([within.name, covariates.MODALITY.name]).size()
+    grade_modality = {g: {m: int(counts.get((g, m), 0)) for m in covariates.OPTIONS} for g in within.levels}
     names = list(optional)
     if names:
         patterns = frame[names].value_counts(sort=False).reset_index(name="count")
@@ -47,13 +49,12 @@ def cohort_summary(frame: pd.DataFrame, optional: tuple[str, ...]) -> dict:
         pattern_counts = patterns["count"].to_numpy(dtype=float)
     else:
         values, pattern_counts = np.empty((1, 0), dtype=str), np.ones(1)
-    return {"grade_modality": grade_modality,
-            "patterns": {"names": names, "values": values, "counts": pattern_counts}}
+    return Cohort(grade_modality=grade_modality, patterns=Patterns(tuple(names), values, pattern_counts))
 
 
-def baseline_survival(risk_sets: dict, horizons=covariates.DEFAULT_HORIZONS_MONTHS) -> list[dict]:
+def baseline_survival(risk_sets: RiskSets, horizons=covariates.DEFAULT_HORIZONS_MONTHS) -> list[dict]:
     """S0(t) for the all-reference patient at the horizons: S(t | z) = S0(t) ** exp(z'beta) by hand."""
-    times, cum = risk_sets["event_times"], risk_sets["cum_hazard"]
+    times, cum = risk_sets.event_times, risk_sets.cum_hazard
     rows = []
     for h in horizons:
         k = np.searchsorted(times, h, side="right")
@@ -69,7 +70,7 @@ def default_version(created: datetime, data_sha256: str) -> str:
 
 def previous_card(out: str | Path) -> dict | None:
     """The card of the version served beside ``out`` (``out``'s parent ``current`` link), for the changelog."""
-    path = Path(out).parent / artifact.CURRENT / "model_card.json"
+    path = Path(out).parent / CURRENT / "model_card.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -85,24 +86,19 @@ def fit_registry(registry: Registry, out: str | Path, *, version: str | None = N
     progress = progress or (lambda message: None)
     created = datetime.now(timezone.utc)
     version = version or default_version(created, registry.sha256)
-    payloads, results = {}, {}
+    models, estimators, results = {}, {}, {}
     for name in covariates.ENDPOINTS:
         frame = endpoint_frame(registry, name)
         progress(f"{name}: fitting {len(frame)} patients, {int(frame['event'].sum())} events")
         fitted = fit_endpoint(frame, registry.optional, progress=lambda step, n=name: progress(f"{n}: {step}"))
-        fit, risk_sets = fitted["fit"], fitted["risk_sets"]
-        payloads[name] = {
-            "estimator": fit.estimator,
-            "terms": fit.terms,
-            "coef": fit.coef,
-            "covariance": fit.covariance,
-            "risk_sets": risk_sets,
-            "cohort": cohort_summary(frame, registry.optional),
-        }
+        fit, risk_sets = fitted["fit"], RiskSets(**fitted["risk_sets"])
+        models[name] = EndpointModel(name=name, terms=tuple(fit.terms), coef=fit.coef, covariance=fit.covariance,
+                                     risk_sets=risk_sets, cohort=cohort_summary(frame, registry.optional))
+        estimators[name] = fit.estimator
         results[name] = {
             "n": fit.n, "events": fit.events,
             "multivariate": fitted["multivariate"], "univariate": fitted["univariate"],
-            "last_event_months": float(risk_sets["event_times"][-1]),
+            "last_event_months": risk_sets.last_event_time,
             "baseline_survival": baseline_survival(risk_sets),
         }
     data = {
@@ -117,6 +113,6 @@ def fit_registry(registry: Registry, out: str | Path, *, version: str | None = N
     model_card = card.build_card(version=version, created_at=created, data=data, optional=registry.optional,
                                  endpoints=results, previous=previous if previous is not None else previous_card(out))
     progress("writing the artifact")
-    path = artifact.write_artifact(out, payloads, model_card, card.render_markdown(model_card))
+    path = artifact.write_artifact(out, models, model_card, card.render_markdown(model_card), estimators=estimators)
     progress(f"wrote model version {version} to {path}")
     return path

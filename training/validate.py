@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import sys
 import time as _time
+import zlib
 from collections.abc import Callable
 from datetime import datetime, timezone
 from importlib import metadata
@@ -29,7 +30,9 @@ from sksurv.metrics import (brier_score, concordance_index_censored, concordance
 from sksurv.nonparametric import kaplan_meier_estimator
 
 from prognosis import covariates
-from calculator.model_store import LoadedModel, load_model, read_manifest
+from prognosis.normal import Z_95
+from prognosis.model import EndpointModel, Model, RiskSets
+from prognosis.store import MODEL_JSON, load_model, read_manifest
 from training import artifact, calibration, card as card_module, cox_fast, ph_test, synthetic
 from training.fit import fit_coefficients
 from training.registry import Registry, endpoint_frame
@@ -106,38 +109,47 @@ class StderrProgress:
 # Bootstrap (Harrell's optimism correction)
 
 
+# What each bootstrap replicate measures (Harrell's optimism bootstrap, plus the model's own C for its interval).
+BOOTSTRAP_MEASURES = (
+    "c_refit_on_sample",        # C of the model refitted on the sample, on the sample (apparent)
+    "c_refit_on_original",      # C of that refit on the original data (test)
+    "slope_refit_on_original",  # calibration slope of that refit's linear predictor on the original data
+    "c_model_on_sample",        # C of the model being validated, on the sample
+)
+REFIT_MEASURES = BOOTSTRAP_MEASURES[:3]
+
+
 def _replicates(x: np.ndarray, time: np.ndarray, event: np.ndarray, coef: np.ndarray,
                 seeds: list[np.random.SeedSequence], refit: bool) -> np.ndarray:
-    """Bootstrap replicates, one row each: [C of the refit on its sample, C of the refit on the original data,
-    calibration slope of the refit on the original data, C of the original model on the sample].
+    """Bootstrap replicates: a structured array with one record per replicate and a field per BOOTSTRAP_MEASURES.
 
-    Module level so that joblib (loky, Dask) can ship it to workers. A failed refit gives NaNs in its row.
+    Module level so that joblib (loky, Dask) can ship it to workers. A failed refit gives NaNs in its record.
     """
     n = len(time)
     lp_orig = x @ coef
-    out = np.full((len(seeds), 4), np.nan)
+    out = np.full(len(seeds), np.nan, dtype=[(m, float) for m in BOOTSTRAP_MEASURES])
     for i, seed in enumerate(seeds):
         idx = np.random.default_rng(seed).integers(0, n, size=n)
         xb, tb, eb = x[idx], time[idx], event[idx]
         if not eb.any():
             continue
-        out[i, 3] = cox_fast.harrell_c(tb, eb, lp_orig[idx])[0]
+        out["c_model_on_sample"][i] = cox_fast.harrell_c(tb, eb, lp_orig[idx])[0]
         if not refit:
             continue
         beta = fit_coefficients(xb, tb, eb)
         if not np.all(np.isfinite(beta)):
             continue
-        out[i, 0] = cox_fast.harrell_c(tb, eb, xb @ beta)[0]
+        out["c_refit_on_sample"][i] = cox_fast.harrell_c(tb, eb, xb @ beta)[0]
         lp_b = x @ beta
-        out[i, 1] = cox_fast.harrell_c(time, event, lp_b)[0]
-        out[i, 2] = cox_fast.slope(lp_b, time, event)[0]
+        out["c_refit_on_original"][i] = cox_fast.harrell_c(time, event, lp_b)[0]
+        out["slope_refit_on_original"][i] = cox_fast.slope(lp_b, time, event)[0]
     return out
 
 
 def bootstrap(x: np.ndarray, time: np.ndarray, event: np.ndarray, coef: np.ndarray, *, replicates: int, seed: int,
               stream: int = 0, refit: bool = True, n_jobs: int | None = None, label: str = "bootstrap",
               show_progress: bool = True) -> np.ndarray:
-    """Run ``replicates`` bootstrap replicates in parallel with joblib; rows as in ``_replicates``.
+    """Run ``replicates`` bootstrap replicates in parallel with joblib; records as in ``_replicates``.
 
     Replicate b uses ``SeedSequence(seed, spawn_key=(stream, b))``-equivalent child seeds, so the result depends
     on (seed, stream, replicates) only, not on the backend, the number of workers or the chunking.
@@ -155,14 +167,14 @@ def bootstrap(x: np.ndarray, time: np.ndarray, event: np.ndarray, coef: np.ndarr
         results.append(chunk_result)
         if progress:
             progress.update(len(chunk_result))
-    return np.vstack(results) if results else np.empty((0, 4))
+    return np.concatenate(results) if results else np.empty(0, dtype=[(m, float) for m in BOOTSTRAP_MEASURES])
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # One endpoint
 
 
-def discrimination(lp: np.ndarray, time: np.ndarray, event: np.ndarray, risk_sets: dict,
+def discrimination(lp: np.ndarray, time: np.ndarray, event: np.ndarray, risk_sets: RiskSets,
                    warn: Callable[[str], None]) -> dict:
     """Harrell's C, Uno's C, time-dependent AUC and Brier scores at the horizons, integrated Brier score.
 
@@ -189,7 +201,7 @@ def discrimination(lp: np.ndarray, time: np.ndarray, event: np.ndarray, risk_set
         warn(f"Uno's C could not be estimated ({exc})")
     out["uno_c"] = {"apparent": _r(uno), "tau_months": tau}
 
-    last_model_time = float(risk_sets["event_times"][-1])
+    last_model_time = risk_sets.last_event_time
     usable = [h for h in HORIZONS_MONTHS if time.min() < h < time.max() and h <= last_model_time]
     skipped = [h for h in HORIZONS_MONTHS if h not in usable]
     if skipped:
@@ -231,11 +243,11 @@ def _merge_horizons(rows: list[dict], key: str) -> list[dict]:
     return [by_month.get(h, {"months": h, key: None}) for h in HORIZONS_MONTHS]
 
 
-def validate_endpoint(name: str, payload: dict, frame: pd.DataFrame, *, replicates: int, seed: int,
+def validate_endpoint(name: str, model: EndpointModel, frame: pd.DataFrame, *, replicates: int, seed: int,
                       internal: bool | None = None, n_jobs: int | None = None, show_progress: bool = True) -> dict:
     """All validation results for one endpoint of a model on one data set (see docs/validation.md)."""
     notes: list[str] = []
-    terms, coef, risk_sets = payload["terms"], np.asarray(payload["coef"], dtype=float), payload["risk_sets"]
+    terms, coef, risk_sets = list(model.terms), model.coef, model.risk_sets
     time = frame["time"].to_numpy(dtype=float)
     event = frame["event"].to_numpy(dtype=bool)
     if event.sum() < 2:
@@ -258,33 +270,32 @@ def validate_endpoint(name: str, payload: dict, frame: pd.DataFrame, *, replicat
     apparent_slope, slope_se = cox_fast.slope(lp, time, event)
 
     boot = bootstrap(x, time, event, coef, replicates=replicates, seed=seed,
-                     stream=list(covariates.ENDPOINTS).index(name), refit=internal, n_jobs=n_jobs,
+                     stream=zlib.crc32(name.encode()), refit=internal, n_jobs=n_jobs,
                      label=f"{name} bootstrap", show_progress=show_progress)
-    c_fixed = boot[:, 3][np.isfinite(boot[:, 3])]
+    c_fixed = boot["c_model_on_sample"][np.isfinite(boot["c_model_on_sample"])]
     harrell = result["harrell_c"]
     if len(c_fixed) >= 2:
         harrell["ci_lower"], harrell["ci_upper"] = (float(v) for v in np.percentile(c_fixed, [2.5, 97.5]))
     else:
         harrell["ci_lower"] = harrell["ci_upper"] = None
     if internal:
-        ok = np.all(np.isfinite(boot[:, :3]), axis=1)
+        ok = np.all([np.isfinite(boot[m]) for m in REFIT_MEASURES], axis=0)
         failed = int((~ok).sum())
         if failed:
             notes.append(f"{failed} of {replicates} bootstrap refits failed and were left out")
         if ok.sum() == 0:
             raise ValidationError(f"{name}: every bootstrap refit failed")
-        optimism_c = float(np.mean(boot[ok, 0] - boot[ok, 1]))
-        optimism_slope = float(np.mean(1.0 - boot[ok, 2]))
+        optimism_c = float(np.mean(boot["c_refit_on_sample"][ok] - boot["c_refit_on_original"][ok]))
+        optimism_slope = float(np.mean(1.0 - boot["slope_refit_on_original"][ok]))
     else:
         failed, optimism_c, optimism_slope = 0, 0.0, 0.0
     harrell["optimism"] = optimism_c
     harrell["optimism_corrected"] = harrell["apparent"] - optimism_c
     for key in ("apparent", "optimism", "optimism_corrected", "ci_lower", "ci_upper"):
         harrell[key] = _r(harrell[key])
-    z = 1.959963984540054
     result["calibration_slope"] = {
         "apparent": _r(apparent_slope),
-        "ci_lower": _r(apparent_slope - z * slope_se), "ci_upper": _r(apparent_slope + z * slope_se),
+        "ci_lower": _r(apparent_slope - Z_95 * slope_se), "ci_upper": _r(apparent_slope + Z_95 * slope_se),
         "optimism": _r(optimism_slope), "optimism_corrected": _r(apparent_slope - optimism_slope),
     }
     result["bootstrap"] = {"replicates": replicates, "failed": failed, "refit": internal}
@@ -342,11 +353,12 @@ def _ph(x: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np.ndarray, te
 
 
 def _model_files(directory: Path) -> dict[str, str]:
+    """Digests of the files the validation judged (the served model files), so a stale validation is detected."""
     manifest = read_manifest(directory)
-    return {f"{name}.joblib": manifest[f"{name}.joblib"] for name in covariates.ENDPOINTS}
+    return {name: manifest[name] for name in (MODEL_JSON, *(f"{ep}.npz" for ep in covariates.ENDPOINTS))}
 
 
-def validate_model(model: LoadedModel, registry: Registry, *, replicates: int = DEFAULT_REPLICATES,
+def validate_model(model: Model, registry: Registry, *, replicates: int = DEFAULT_REPLICATES,
                    seed: int = DEFAULT_SEED, n_jobs: int | None = None, source: dict | None = None,
                    progress: Progress | None = None, show_progress: bool = True) -> dict:
     """The ``validation`` block of the model card for ``model`` on ``registry``."""
@@ -430,7 +442,7 @@ def _failures(block: dict) -> list[str]:
     return out
 
 
-def validation_failures(model: LoadedModel) -> list[str]:
+def validation_failures(model: Model) -> list[str]:
     """Why ``model`` must not be promoted without ``--force`` (empty when it passed validation).
 
     Failed means: no validation block; a validation made for other model files; an endpoint not validated; an
@@ -445,7 +457,7 @@ def validation_failures(model: LoadedModel) -> list[str]:
     return _failures(block)
 
 
-def compare(candidate: LoadedModel, current: LoadedModel, registry: Registry) -> dict:
+def compare(candidate: Model, current: Model, registry: Registry) -> dict:
     """Harrell's C and calibration slope of both models on the same (the candidate's) data, per endpoint."""
     out = {}
     for name in covariates.ENDPOINTS:
@@ -454,11 +466,11 @@ def compare(candidate: LoadedModel, current: LoadedModel, registry: Registry) ->
         event = frame["event"].to_numpy(dtype=bool)
         row = {}
         for label, model in (("candidate", candidate), ("current", current)):
-            payload = model.endpoints[name]
-            if any(t.split("[")[0] not in frame.columns for t in payload["terms"] if ":" not in t):
+            ep = model.endpoints[name]
+            if any(t.split("[")[0] not in frame.columns for t in ep.terms if ":" not in t):
                 row[label] = None
                 continue
-            lp = covariates.design_matrix(frame, payload["terms"]) @ np.asarray(payload["coef"], dtype=float)
+            lp = ep.linear_predictor(covariates.design_matrix(frame, list(ep.terms)))
             row[label] = {"harrell_c": _r(cox_fast.harrell_c(time, event, lp)[0]),
                           "calibration_slope": _r(cox_fast.slope(lp, time, event)[0])}
         validation = candidate.card.get("validation", {}).get(name, {})
