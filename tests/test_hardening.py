@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from calculator import TokenBuckets, create_app
+from calculator import create_app
+from calculator.rate_limit import TokenBuckets
 from tests.conftest import TEST_CONFIG, VALID_FORM
 
 API = "/api/v1/predict"
