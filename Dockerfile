@@ -12,25 +12,23 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# The dependencies get their own layer, rebuilt only when the lock or the project's requirements change: the
-# project's runtime requirements (from pyproject.toml), each at the exact version requirements.lock pins. The test
-# tools in the lock stay out of the image; tests/test_deploy.py checks that nothing unpinned comes in.
-COPY pyproject.toml requirements.lock ./
+# The dependencies get their own layer, rebuilt only when the runtime lock changes: each package at the version and
+# with the SHA-256 requirements/runtime.lock names (pip refuses anything else). Runtime only: no training or test
+# tools, nothing that unpickles a model; tests/test_deploy.py checks what comes in.
+COPY requirements/runtime.lock requirements/
 RUN python -m venv /opt/venv \
-    && python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(deps + ['setuptools']))" > /tmp/runtime-requirements.txt \
-    && pip install --no-cache-dir --constraint requirements.lock --requirement /tmp/runtime-requirements.txt \
-    && rm /tmp/runtime-requirements.txt
+    && pip install --no-cache-dir --require-hashes --requirement requirements/runtime.lock
 
-# Only what the service needs. The app never imports training/, but the package build lists it, and it lets IT run
-# `python -m training promote` (rollback) inside the container.
+# Only what the service needs: the scoring core, the app, its pages, the model, gunicorn's settings (no training/,
+# no tests). Roll back by promoting an older version where the models live (docs/deployment.md).
+COPY pyproject.toml gunicorn.conf.py ./
+COPY prognosis/ prognosis/
 COPY calculator/ calculator/
-COPY training/ training/
 COPY templates/ templates/
 COPY model_artifacts/ model_artifacts/
-COPY gunicorn.conf.py ./
 # Editable, so that the app finds templates/ and model_artifacts/ beside its package in /app.
 RUN pip install --no-cache-dir --no-deps --no-build-isolation --editable . \
-    && python -m compileall -q calculator training \
+    && python -m compileall -q prognosis calculator \
     && groupadd --system --gid 10001 calculator \
     && useradd --system --no-log-init --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin calculator
 

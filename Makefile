@@ -3,19 +3,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Hashed locks (pip-compile): runtime.lock is what the container installs, dev.lock = runtime + training + test.
+RUNTIME_LOCK := requirements/runtime.lock
+DEV_LOCK := requirements/dev.lock
 CHROMIUM := /usr/bin/chromium
 WRK := /usr/bin/wrk
 
-.PHONY: install run test bench bench-load fuzz lint-docker image shipped-model clean
+.PHONY: install run test lint lock bench bench-load fuzz lint-docker image shipped-model clean
 
 install: $(STAMP)
 
-# Reinstall only when the lock or the project description changed.
-$(STAMP): requirements.lock pyproject.toml
+# Reinstall only when a lock or the project description changed. Every package, pip and setuptools included,
+# comes at the version and with a digest the lock names; then the project itself, editable, without dependencies.
+$(STAMP): $(RUNTIME_LOCK) $(DEV_LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet --requirement requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable ".[test]"
+	$(BIN)/python -m pip install --quiet --require-hashes --requirement $(DEV_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .
 	touch $(STAMP)
 
 $(CHROMIUM):
@@ -30,6 +33,31 @@ run: install
 
 test: install $(CHROMIUM)
 	$(BIN)/python -m pytest
+
+# Every checker runs, even after one has failed, so that one run shows all the findings.
+lint: install
+	status=0; \
+	$(BIN)/ruff check . || status=1; \
+	$(BIN)/ruff format --check . || status=1; \
+	$(BIN)/mypy || status=1; \
+	exit $$status
+
+# Regenerates both locks from pyproject.toml, keeping every pin that still fits; pass LOCK_ARGS="--upgrade-package
+# NAME" (or "--upgrade") to move versions. dev.lock is constrained by runtime.lock, so the two never disagree.
+# Only PyPI is asked (no local mirror or wheel folder), so the digests are PyPI's own.
+# --unsafe-package names the project itself: the test extra includes the training extra through it, which pip-compile
+# would otherwise write out as a file:// line (pip-tools issue 2002). It replaces pip-compile's default unsafe list,
+# so pip and setuptools are pinned with their digests, as --allow-unsafe would pin them.
+LOCK_FLAGS := --quiet --generate-hashes --strip-extras --build-deps-for editable \
+	--unsafe-package net-embolotherapy-calculator --no-emit-index-url --no-emit-find-links
+lock: install
+	mkdir -p requirements
+	env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+		CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(LOCK_FLAGS) $(LOCK_ARGS) \
+		--output-file $(RUNTIME_LOCK) pyproject.toml
+	env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+		CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile $(LOCK_FLAGS) $(LOCK_ARGS) \
+		--extra test --constraint $(RUNTIME_LOCK) --output-file $(DEV_LOCK) pyproject.toml
 
 # The load benchmark's generator. Without it (not root) that benchmark runs a Python load generator instead.
 $(WRK):
