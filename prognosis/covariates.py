@@ -62,9 +62,14 @@ def option_label(option: str) -> str:
     return MODALITY.label_of(option)
 
 
+def join(items: list[str] | tuple[str, ...], conjunction: str = "and") -> str:
+    """'a, b and c', for sentences."""
+    return f"{', '.join(items[:-1])} {conjunction} {items[-1]}" if len(items) > 1 else "".join(items)
+
+
 def options_text(conjunction: str = "and") -> str:
     """'TACE, SIRT and TAE' (or 'or'), for sentences."""
-    return f"{', '.join(OPTIONS[:-1])} {conjunction} {OPTIONS[-1]}" if len(OPTIONS) > 1 else OPTIONS[0]
+    return join(OPTIONS, conjunction)
 
 
 def covariate_terms(cov: Covariate) -> list[str]:

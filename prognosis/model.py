@@ -34,27 +34,50 @@ class RiskSets:
 
 
 @dataclass(frozen=True, eq=False)
-class Patterns:
-    """The combinations of the optional covariates seen in the training cohort, with their counts.
+class ChainLink:
+    """P(covariate = level | inputs): a multinomial logistic model, the first level its baseline category.
 
-    ``values`` has one row per combination and one column per name in ``names`` (canonical levels).
+    ``coef`` has one row per other level and an intercept followed by one column per input term.
     """
 
-    names: tuple[str, ...]
-    values: np.ndarray
-    counts: np.ndarray
+    name: str
+    levels: tuple[str, ...]
+    inputs: tuple[str, ...]
+    coef: np.ndarray
+
+    def log_probabilities(self, x: np.ndarray) -> np.ndarray:
+        """log P(level | x) for rows of input terms ``x`` (n, len(inputs)): shape (n, len(levels))."""
+        eta = np.zeros((x.shape[0], len(self.levels)))
+        eta[:, 1:] = self.coef[:, 0] + x @ self.coef[:, 1:].T
+        return eta - np.logaddexp.reduce(eta, axis=1, keepdims=True)
+
+
+@dataclass(frozen=True, eq=False)
+class UnknownsModel:
+    """The training cohort's distribution of the optional covariates given the patient's baseline inputs, as a
+    chain of regressions P(o_1 | r) P(o_2 | r, o_1) ... (r: the required covariates; never the treatment).
+
+    Scoring averages over the unknown optional inputs with P(unknown | known) from this joint; a smooth model
+    rather than a table of counts, so sparse combinations are smoothed and no cell of the cohort is disclosed.
+    """
+
+    links: tuple[ChainLink, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(link.name for link in self.links)
 
 
 @dataclass(frozen=True, eq=False)
 class Cohort:
-    """Aggregate counts of the training cohort that the calculator needs; no patient-level rows.
+    """Aggregates of the training cohort that the calculator needs; no patient-level rows.
 
-    ``grade_modality[grade][option]``: patients of that grade treated with that option (for "few similar patients");
-    ``patterns``: for averaging a prediction over what a user leaves unknown.
+    ``grade_modality[level][option]``: patients with that level of MODALITY_WITHIN treated with that option, at the
+    scale of the evidence (for "few similar patients"); ``unknowns``: for averaging over unknown inputs.
     """
 
     grade_modality: dict[str, dict[str, int]]
-    patterns: Patterns
+    unknowns: UnknownsModel
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,3 +127,8 @@ class Model:
     @property
     def created_at(self) -> str:
         return self.card["created_at"]
+
+    @property
+    def evidence_patients(self) -> int | None:
+        """For a model trained on a synthetic registry: the size of the study it stands for (None otherwise)."""
+        return self.card["data"].get("evidence_patients")

@@ -20,22 +20,32 @@ coefficients.
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from prognosis import covariates
-from prognosis.model import Cohort, EndpointModel, Model
+from prognosis import covariates, notices
+from prognosis.model import EndpointModel, Model, UnknownsModel
 from prognosis.normal import Z_95
 
 # Returned curves keep the first step in each 1-month interval and in each 0.01 band of survival (plus the last);
 # the values at the kept times are exact. That bounds a curve to about 250 points, a response to tens of KB.
 THIN_SURVIVAL_STEP = 0.01
 THIN_MONTHS_STEP = 1.0
+# Below this many training patients of the patient's grade treated with an option (at the evidence's scale for a
+# synthetic model), the response warns that the option's estimates rest on few similar patients (docs/methods.md).
 FEW_SIMILAR_PATIENTS = 10
+# Counts below this are never shown exactly ("fewer than 5"), so that no small group of patients is disclosed.
+SMALLEST_SHOWN = 5
 # Below this averaged survival the averaging weights w_k S_k / S̄ are computed in logs (S_k near underflow).
 TINY = 1e-200
+
+
+def patients_text(count: int) -> str:
+    """A count of patients as it may be shown: 'fewer than 5' below SMALLEST_SHOWN."""
+    return f"fewer than {SMALLEST_SHOWN}" if count < SMALLEST_SHOWN else f"{count}"
 
 
 def validate_patient(patient: Mapping[str, str | None]) -> dict[str, str | None]:
@@ -78,21 +88,28 @@ def _prepare(ep: EndpointModel) -> dict:
     return prep
 
 
-def _mixture(patient: dict[str, str | None], cohort: Cohort) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Covariate columns for each pattern of the unknown inputs, with the cohort's frequencies as weights."""
-    names = list(cohort.patterns.names)
-    unknown = [n for n in names if patient[n] is None]
-    values, counts = cohort.patterns.values, cohort.patterns.counts
-    if unknown:
-        idx = [names.index(n) for n in unknown]
-        keys, inverse = np.unique(values[:, idx], axis=0, return_inverse=True)
-        weights = np.bincount(inverse.ravel(), weights=counts)
-    else:
-        keys, weights = np.empty((1, 0), dtype=str), np.ones(1)
-    k = len(weights)
+def _mixture(patient: dict[str, str | None], unknowns: UnknownsModel) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Covariate columns for each combination of the unknown inputs, weighted by P(combination | known inputs).
+
+    P comes from the cohort's chain P(o_1 | r) P(o_2 | r, o_1) ...: the joint probability of each completed
+    patient, normalised over the combinations (Bayes), so a known input later in the chain informs the unknown ones
+    before it as well.
+    """
+    unknown = [name for name in unknowns.names if patient[name] is None]
+    combos = list(itertools.product(*(covariates.BY_NAME[name].levels for name in unknown)))
+    k = len(combos)
     columns = {name: np.full(k, value if value is not None else "", dtype=object) for name, value in patient.items()}
+    if not unknown:
+        return columns, np.ones(1)
     for j, name in enumerate(unknown):
-        columns[name] = keys[:, j]
+        columns[name] = np.array([combo[j] for combo in combos], dtype=object)
+    log_weights = np.zeros(k)
+    for link in unknowns.links:
+        log_p = link.log_probabilities(covariates.design_matrix(columns, list(link.inputs)) if link.inputs
+                                       else np.zeros((k, 0)))
+        observed = [link.levels.index(value) for value in columns[link.name]]
+        log_weights += log_p[np.arange(k), observed]
+    weights = np.exp(log_weights - log_weights.max())
     return columns, weights / weights.sum()
 
 
@@ -149,8 +166,12 @@ def _q(prep: dict, curve: dict, idx: int) -> np.ndarray:
 
 
 def _interval(s: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    factor = np.exp(Z_95 * np.sqrt(var))
-    return s / factor, np.minimum(1.0, s * factor)
+    """Log-type interval S exp(∓ z se), upper bound capped at 1; in logs, so that a tiny S with a wide interval
+    (a high-risk patient's tail) neither overflows nor gives 0 × inf."""
+    half = Z_95 * np.sqrt(var)
+    with np.errstate(divide="ignore"):
+        log_s = np.log(s)
+    return np.exp(log_s - half), np.exp(np.minimum(0.0, log_s + half))
 
 
 def _first_below_half(times: np.ndarray, curve: np.ndarray) -> float | None:
@@ -222,7 +243,7 @@ def _read(times: np.ndarray, s: np.ndarray, lower: np.ndarray, upper: np.ndarray
 
 def _endpoint(prep: dict, patient: dict, horizons: Sequence[float], table_months: Sequence[float] = ()
               ) -> tuple[dict, list[dict]]:
-    columns, weights = _mixture(patient, prep["cohort"])
+    columns, weights = _mixture(patient, prep["cohort"].unknowns)
     designs = _designs(prep, columns, len(weights))
     times = prep["times"]
     tau = max((h for h in horizons if h <= times[-1]), default=None)
@@ -310,23 +331,26 @@ def predict(model: Model, patient: Mapping[str, str | None],
             warnings.append(f"{spec.label}: not estimable beyond {prep['times'][-1]:.1f} months (the last "
                             f"observed {spec.event_label}); no value is given at "
                             + ", ".join(f"{h:g}" for h in late) + " months.")
-    in_model = next(iter(model.endpoints.values())).cohort.patterns.names
+    in_model = next(iter(model.endpoints.values())).cohort.unknowns.names
     unknown = [name for name in in_model if clean[name] is None]
     unused = [name for name in covariates.OPTIONAL if name not in in_model and clean[name] is not None]
+    if model.data_source == "synthetic":
+        warnings.append(notices.synthetic_notice(model.evidence_patients))
+    warnings.append(notices.OBSERVATIONAL)
+    few = [option for option, count in similar.items() if count < FEW_SIMILAR_PATIENTS]
+    if few:
+        within = covariates.MODALITY_WITHIN.label_of(grade).lower()
+        counts = covariates.join([f"{patients_text(similar[o])} received {o}" for o in few])
+        scale = " (counted at the size of the original study)" if model.evidence_patients else ""
+        warnings.append(f"Few similar patients: among patients with {within} in the data behind this model{scale}, "
+                        f"{counts}. The estimates for {covariates.join(few)} rest on few patients like this one.")
     if unused:
         warnings.append("Not used by this model (its training data did not record them): "
                         + ", ".join(covariates.BY_NAME[n].label.lower() for n in unused) + ".")
-    if model.data_source == "synthetic":
-        warnings.append("This model was trained on synthetic data reproducing the published estimates; its intervals "
-                        "do not reflect the original study's uncertainty. Not for clinical decisions.")
-    for option, count in similar.items():
-        if count < FEW_SIMILAR_PATIENTS:
-            warnings.append(f"Only {count} training patients of grade {grade} were treated with {option}: "
-                            f"the {option} estimates rest on few similar patients.")
     if unknown:
         labels = ", ".join(covariates.BY_NAME[n].label.lower() for n in unknown)
-        warnings.append(f"Unknown: {labels}. The prediction averages over the training cohort's distribution of "
-                        "these.")
+        warnings.append(f"Unknown: {labels}. The prediction averages over the values these take in training "
+                        "patients with the same known characteristics.")
     return {
         "model": {"model_version": model.version, "sha256": model.sha256, "data_source": model.data_source,
                   "created_at": model.created_at},

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prognosis.model import Cohort, EndpointModel, Model, Patterns, RiskSets
+from prognosis.model import ChainLink, Cohort, EndpointModel, Model, RiskSets, UnknownsModel
 
 # The folder the calculator serves from by default, and the link in it naming the served version.
 MODEL_ARTIFACTS = Path(__file__).resolve().parent.parent / "model_artifacts"
@@ -26,6 +26,7 @@ MANIFEST = "MANIFEST.sha256"
 CARD = "model_card.json"
 MODEL_JSON = "model.json"
 FORMAT = 2  # 1: joblib pickles (before issue 10); 2: npz arrays + JSON
+UNKNOWNS_PREFIX = "unknowns:"  # arrays of the chain of models of the optional covariates
 RISK_SET_ARRAYS = ("event_times", "events", "at_risk", "cum_hazard", "cum_var_hazard", "cum_xbar_hazard")
 
 
@@ -101,16 +102,18 @@ def write_model_files(directory: Path, endpoints: Mapping[str, EndpointModel]) -
     paths = []
     for name, ep in endpoints.items():
         rs = ep.risk_sets
+        links = ep.cohort.unknowns.links
         arrays = {"coef": ep.coef, "covariance": ep.covariance,
                   **{key: getattr(rs, key) for key in RISK_SET_ARRAYS},
-                  "pattern_values": np.asarray(ep.cohort.patterns.values, dtype=str),
-                  "pattern_counts": ep.cohort.patterns.counts}
+                  **{f"{UNKNOWNS_PREFIX}{link.name}": link.coef for link in links}}
         path = directory / f"{name}.npz"
-        np.savez_compressed(path, **{k: np.asarray(v) for k, v in arrays.items()})
+        np.savez_compressed(path, **{k: np.asarray(v, dtype=float) for k, v in arrays.items()})
         paths.append(path)
-        meta["endpoints"][name] = {"terms": list(ep.terms), "variance_scale": ep.variance_scale,
-                                   "grade_modality": ep.cohort.grade_modality,
-                                   "pattern_names": list(ep.cohort.patterns.names)}
+        meta["endpoints"][name] = {
+            "terms": list(ep.terms), "variance_scale": ep.variance_scale,
+            "grade_modality": ep.cohort.grade_modality,
+            "unknowns": [{"name": link.name, "levels": list(link.levels), "inputs": list(link.inputs)}
+                         for link in links]}
     path = directory / MODEL_JSON
     path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return [*paths, path]
@@ -141,15 +144,18 @@ def read_endpoints(directory: Path) -> dict[str, EndpointModel]:
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{directory}: {name}.npz is unreadable ({exc})") from exc
         try:
+            links = tuple(ChainLink(link["name"], tuple(link["levels"]), tuple(link["inputs"]),
+                                    arrays[f"{UNKNOWNS_PREFIX}{link['name']}"]) for link in info["unknowns"])
             endpoints[name] = EndpointModel(
                 name=name, terms=tuple(info["terms"]), coef=arrays["coef"], covariance=arrays["covariance"],
                 risk_sets=RiskSets(**{key: arrays[key] for key in RISK_SET_ARRAYS}),
-                cohort=Cohort(grade_modality=info["grade_modality"],
-                              patterns=Patterns(tuple(info["pattern_names"]), arrays["pattern_values"],
-                                                arrays["pattern_counts"])),
-                variance_scale=float(info.get("variance_scale", 1.0)))
+                cohort=Cohort(grade_modality=info["grade_modality"], unknowns=UnknownsModel(links)),
+                variance_scale=float(info["variance_scale"]))
         except KeyError as exc:
             raise ModelLoadError(f"{directory}: {name} lacks {exc}") from exc
+        for link in links:
+            if link.coef.shape != (len(link.levels) - 1, 1 + len(link.inputs)):
+                raise ModelLoadError(f"{directory}: {name}'s model of {link.name} does not match its inputs")
         p = len(endpoints[name].terms)
         if endpoints[name].coef.shape != (p,) or endpoints[name].covariance.shape != (p, p):
             raise ModelLoadError(f"{directory}: {name}'s arrays do not match its {p} terms")

@@ -176,7 +176,19 @@ def test_promote_copies_a_version_fitted_elsewhere_into_the_served_folder(model_
         promote.promote(other, root)
 
 
-def _as_old_format(version_dir: Path) -> None:
+def _patterns(training_csv: Path) -> dict:
+    """Format 1's cohort patterns: the optional covariates' combinations with their counts."""
+    import pandas as pd
+
+    from prognosis import covariates
+
+    frame = pd.read_csv(training_csv, dtype=str)
+    names = list(covariates.OPTIONAL)
+    counts = frame[names].value_counts(sort=False).reset_index(name="count")
+    return {"names": names, "values": counts[names].to_numpy(dtype=str), "counts": counts["count"].to_numpy(float)}
+
+
+def _as_old_format(version_dir: Path, patterns: dict) -> None:
     """Rewrite a version as the pickled format 1 wrote it (dicts of arrays, an estimator, joblib)."""
     import joblib
 
@@ -187,10 +199,7 @@ def _as_old_format(version_dir: Path) -> None:
                    "coef": ep.coef, "covariance": ep.covariance,
                    "risk_sets": {k: getattr(rs, k) for k in ("event_times", "events", "at_risk", "cum_hazard",
                                                              "cum_var_hazard", "cum_xbar_hazard")},
-                   "cohort": {"grade_modality": ep.cohort.grade_modality,
-                              "patterns": {"names": list(ep.cohort.patterns.names),
-                                           "values": ep.cohort.patterns.values,
-                                           "counts": ep.cohort.patterns.counts}}}
+                   "cohort": {"grade_modality": ep.cohort.grade_modality, "patterns": patterns}}
         joblib.dump(payload, version_dir / f"{name}.joblib", compress=3)
         (version_dir / f"{name}.npz").unlink()
         (version_dir / f"{name}.sksurv.joblib").unlink()
@@ -198,19 +207,31 @@ def _as_old_format(version_dir: Path) -> None:
     artifact.write_manifest(version_dir)
 
 
-def test_convert_turns_the_old_format_into_arrays_with_the_same_numbers(version_dir):
+def test_convert_turns_the_old_format_into_arrays_with_the_same_numbers(model_dir, version_dir):
+    import numpy as np
+
     from prognosis import scoring
     from training import convert, validate
 
     before = load_model(version_dir)
-    patient = {"who_grade": "3", "tumor_burden": "50-75%", "prior_resection_ablation": "1"}
-    expected = scoring.predict(before, patient)["predictions"]
-    _as_old_format(version_dir)
+    known = {"who_grade": "3", "tumor_burden": "50-75%", "prior_resection_ablation": "1", "tumor_type": "gut",
+             "extrahepatic_metastases": "0", "octreotide": "1", "biologic": "0", "cytotoxic": "1"}
+    expected = scoring.predict(before, known)["predictions"]
+    patterns = _patterns(Path(model_dir).parent / "test-synthetic-2000.csv")
+    _as_old_format(version_dir, patterns)
     with pytest.raises(ModelLoadError, match="old pickled format"):
         load_model(version_dir)
     assert convert.convert(version_dir) == ["hpfs", "os"]
     after = load_model(version_dir)
-    assert scoring.predict(after, patient)["predictions"] == expected
+    assert scoring.predict(after, known)["predictions"] == expected
+    # Unknown inputs: format 1 averaged over the cohort's patterns by their counts; the converted model still does.
+    required = {k: known[k] for k in ("who_grade", "tumor_burden", "prior_resection_ablation")}
+    averaged = scoring.predict(after, required)["predictions"]["os"]["SIRT"]["landmarks"][1]["survival"]
+    brute = sum(count * scoring.predict(after, {**required, **dict(zip(patterns["names"], values))})[
+        "predictions"]["os"]["SIRT"]["landmarks"][1]["survival"]
+        for values, count in zip(patterns["values"], patterns["counts"])) / patterns["counts"].sum()
+    assert averaged == pytest.approx(brute, abs=0.003)
+    assert np.isfinite(averaged)
     assert not list(version_dir.glob("hpfs.joblib")) and (version_dir / "hpfs.sksurv.joblib").is_file()
     assert validate.validation_failures(after) == []  # the validation follows the numbers to their new files
     assert "Converted" in after.card["changelog"][0]["change"]

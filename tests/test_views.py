@@ -59,7 +59,7 @@ def test_the_result_shows_tables_sentences_caveat_banner_and_model(client, model
 
 def test_unknown_inputs_are_said_to_be_averaged_over(client):
     page = result_page(client)
-    assert "averages over the training cohort" in page
+    assert "averages over the values these take in training patients with the same known characteristics" in page
     known = result_page(client, {**VALID_FORM, "tumor_type": "gut", "extrahepatic_metastases": "0",
                                  "octreotide": "1", "biologic": "0", "cytotoxic": "0"})
     assert 'class="note unknown-note"' not in known

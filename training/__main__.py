@@ -154,7 +154,7 @@ def cmd_ship(args) -> int:
         csv = Path(tmp) / "synthetic.csv"
         synthetic.synthesize(args.n, args.seed).to_csv(csv, index=False)
         registry = load_registry(str(csv))
-        version = f"synthetic-n{args.n}-seed{args.seed}"
+        version = synthetic.version_name(args.n, args.seed)
         out = MODEL_ARTIFACTS / version
         if out.exists():
             raise artifact.ArtifactError(f"{out} exists; remove it to rebuild the shipped model")

@@ -10,26 +10,23 @@ version and changelog.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from functools import cache
 from importlib import metadata
 from pathlib import Path
 
-from prognosis import covariates
+import numpy as np
+from scipy.stats import norm
+
+from prognosis import covariates, notices
 
 PUBLISHED = Path(__file__).parent / "data" / "table1.json"
 SOFTWARE = ("numpy", "scipy", "pandas", "scikit-learn", "scikit-survival", "joblib")
 
-SYNTHETIC_NOTICE = (
-    "Trained on a SYNTHETIC registry generated to reproduce the published estimates of Table 1 "
-    "(Chen et al., Cardiovasc Intervent Radiol 2017). Its intervals reflect the size of the synthetic registry, "
-    "not the uncertainty of the original study (155 patients). Not for clinical decisions before retraining on "
-    "registry data."
-)
-OBSERVATIONAL_NOTICE = (
-    "Treatment was not randomized: differences between TACE, SIRT and TAE are associations in observational data "
-    "and may reflect how patients were selected for each (confounding by indication), not effects of the treatment."
-)
+OBSERVATIONAL_NOTICE = notices.OBSERVATIONAL
+# Published standard errors are recovered from HR and p only where p is printed with enough precision to invert.
+PUBLISHED_SE_P_RANGE = (0.005, 0.5)
 
 
 @cache
@@ -38,7 +35,16 @@ def published_table() -> dict:
     data = json.loads(PUBLISHED.read_text(encoding="utf-8"))
     tables = {ep: {kind: {row["term"]: row for row in rows} for kind, rows in tables.items()}
               for ep, tables in data["endpoints"].items()}
-    return {"source": data["source"], "citation": data["cohort"]["full_paper"]["citation"], "endpoints": tables}
+    return {"source": data["source"], "citation": data["cohort"]["full_paper"]["citation"], "endpoints": tables,
+            "attribution": notices.ATTRIBUTION}
+
+
+def published_se(hr: float, p_value: float | None) -> float | None:
+    """The standard error of log HR implied by a published HR and two-sided Wald p: |ln HR| / z(1 - p/2); None
+    where p is outside PUBLISHED_SE_P_RANGE (too rounded to invert)."""
+    if p_value is None or not PUBLISHED_SE_P_RANGE[0] <= p_value <= PUBLISHED_SE_P_RANGE[1] or hr <= 0:
+        return None
+    return abs(math.log(hr)) / float(norm.isf(p_value / 2))
 
 
 def software_versions() -> dict[str, str]:
@@ -49,8 +55,9 @@ INTENDED_USERS = (
     "Interventional radiologists, oncologists and hepatologists discussing embolotherapy options for a patient with "
     "neuroendocrine tumor liver metastases (tumor board, clinic), and the patient with them.")
 ELIGIBILITY = (
-    "Patients with liver metastases of a neuroendocrine tumor treated with a first embolotherapy course (TACE, SIRT "
-    "or TAE), one row each, with WHO 2010 grade, hepatic tumor burden, prior resection/ablation and treatment recorded "
+    "Patients with liver metastases of a neuroendocrine tumor treated with a first embolotherapy course "
+    f"({covariates.options_text('or')}), one row each, with "
+    + covariates.join([covariates.BY_NAME[name].label for name in covariates.REQUIRED]) + " and treatment recorded "
     "(docs/registry.md). Rows the loader excluded are counted in data.excluded.")
 DATA_DATES = (
     "The registry schema carries no treatment dates: the accrual period is not recorded in the card; created_at is "
@@ -58,9 +65,11 @@ DATA_DATES = (
 MISSING_DATA = (
     "Complete-case analysis. A missing required covariate or treatment stops the fit (or, with --drop-incomplete, "
     "excludes the row, counted in data.excluded); an optional covariate enters the model only when recorded for every "
-    "row; a row without one endpoint's outcome serves only the other endpoint (data.endpoint_missing). At prediction "
-    "time an optional covariate left unknown is averaged over the combinations observed in the training cohort, "
-    "weighted by their frequency.")
+    "row; a row without one endpoint's outcome serves only the other endpoint (data.endpoint_missing).")
+UNKNOWN_INPUTS = (
+    "At prediction time an optional input left unknown is averaged over its distribution given the patient's known "
+    "inputs (never the treatment), estimated from the training cohort by a chain of ridge-penalised logistic "
+    "regressions (docs/methods.md); no cell count of the cohort is stored.")
 LIMITATIONS = [
     OBSERVATIONAL_NOTICE,
     "Proportional hazards are assumed: each hazard ratio is an average over follow-up (see the proportional-hazards "
@@ -88,7 +97,8 @@ def predictors() -> list[dict]:
 
 
 def outcomes() -> dict:
-    return {name: {"label": ep.label, "event": ep.event_label, "time_origin": "the first embolotherapy",
+    return {name: {"label": ep.label, "event": ep.event_label, "definition": ep.definition,
+                   "time_origin": "the first embolotherapy",
                    "time_unit": "months", "columns": [ep.time, ep.event],
                    "horizons_months": list(covariates.DEFAULT_HORIZONS_MONTHS)}
             for name, ep in covariates.ENDPOINTS.items()}
@@ -117,6 +127,7 @@ def build_card(*, version: str, created_at: datetime, data: dict, optional: tupl
     """
     synthetic = data["source"] == "synthetic"
     published = published_table()["endpoints"] if synthetic else {}
+    synthetic_notices = [notices.synthetic_notice(data.get("evidence_patients"))] if synthetic else []
     card = {
         "model_version": version,
         "created_at": created_at.isoformat(timespec="seconds"),
@@ -124,16 +135,17 @@ def build_card(*, version: str, created_at: datetime, data: dict, optional: tupl
         "data": data,
         "intended_use": (
             "Prognostic estimates of hepatic progression-free survival and overall survival after a first "
-            "embolotherapy course (TACE, SIRT or TAE) for neuroendocrine tumor liver metastases, to inform "
+            f"embolotherapy course ({covariates.options_text('or')}) for neuroendocrine tumor liver metastases, to inform "
             "discussion between clinicians and patients. Not a treatment recommendation."),
         "intended_users": INTENDED_USERS,
-        "notices": ([SYNTHETIC_NOTICE] if synthetic else []) + [OBSERVATIONAL_NOTICE],
+        "notices": synthetic_notices + [OBSERVATIONAL_NOTICE],
         "eligibility": ELIGIBILITY,
         "data_dates": DATA_DATES,
         "outcomes": outcomes(),
         "predictors": predictors(),
-        "missing_data": MISSING_DATA,
-        "limitations": ([SYNTHETIC_NOTICE] if synthetic else []) + LIMITATIONS,
+        "missing_data": {"method": "complete_case", "description": MISSING_DATA},
+        "unknown_inputs": UNKNOWN_INPUTS,
+        "limitations": synthetic_notices + LIMITATIONS,
         "model": {
             "type": "Cox proportional hazards (scikit-survival CoxPHSurvivalAnalysis)",
             "ties": "efron",
@@ -143,14 +155,19 @@ def build_card(*, version: str, created_at: datetime, data: dict, optional: tupl
             "optional_covariates": list(optional),
             "terms": [{"term": t, "label": covariates.term_label(t)} for t in covariates.term_ids(optional)],
             "intervals": "Wald 95% for hazard ratios; predicted survival: log-scale pointwise 95% including "
-                         "coefficient and baseline-hazard uncertainty (Tsiatis 1981)",
+                         "coefficient and baseline-hazard uncertainty (Tsiatis 1981)"
+                         + ("; every variance scaled to the evidence the synthetic registry stands for "
+                            "(data.evidence_patients)" if synthetic else ""),
             "formula": FORMULA,
         },
         "endpoints": {},
     }
     if synthetic:
         src = published_table()
-        card["published"] = {"source": src["source"], "citation": src["citation"]}
+        card["published"] = {"source": src["source"], "citation": src["citation"],
+                             "attribution": src["attribution"],
+                             "se_note": "published_se = |ln HR| / z(1 - p/2), recovered for terms whose printed p "
+                                        f"lies in [{PUBLISHED_SE_P_RANGE[0]}, {PUBLISHED_SE_P_RANGE[1]}]"}
     for name, result in endpoints.items():
         tables = {}
         for kind in ("multivariate", "univariate"):
@@ -160,6 +177,9 @@ def build_card(*, version: str, created_at: datetime, data: dict, optional: tupl
                 pub = published.get(name, {}).get(kind, {}).get(row["term"])
                 if pub:
                     row["published_hr"], row["published_p_value"] = pub["hr"], pub["p_value"]
+                    se = published_se(pub["hr"], pub["p_value"])
+                    if se is not None:
+                        row["published_se"], row["se_ratio"] = se, row["se"] / se
                 rows.append(row)
             tables[kind] = rows
         card["endpoints"][name] = {
@@ -169,8 +189,13 @@ def build_card(*, version: str, created_at: datetime, data: dict, optional: tupl
             "ties": "efron",
             "last_event_months": result["last_event_months"],
             "baseline_survival": result["baseline_survival"],
+            "variance_scale": result.get("variance_scale", 1.0),
             **tables,
         }
+        ratios = [row["se_ratio"] for row in tables["multivariate"] if "se_ratio" in row]
+        if ratios:
+            card["endpoints"][name]["published_se_agreement"] = {"terms": len(ratios),
+                                                                  "median_ratio": float(np.median(ratios))}
     card["changelog"] = [changelog_entry(version, created_at, data, previous)] + list((previous or {}).get(
         "changelog", []))
     return card
@@ -194,15 +219,25 @@ def render_markdown(card: dict) -> str:
     for notice in card["notices"]:
         lines += [f"> {notice}", ""]
     lines += ["## Intended use", "", card["intended_use"], ""]
+    if data.get("evidence_patients"):
+        lines += [f"Evidence: the synthetic registry stands for a study of {data['evidence_patients']} patients; "
+                  "every variance (hazard ratio intervals, curve intervals, differences) is scaled to that size.", ""]
+    if card.get("published", {}).get("attribution"):
+        lines += [f"Sources: {card['published']['attribution']}", ""]
     for key, title in (("intended_users", "Intended users"), ("eligibility", "Eligibility"),
-                       ("data_dates", "Data dates"), ("missing_data", "Missing data")):
-        if card.get(key):
-            lines += [f"## {title}", "", card[key], ""]
+                       ("data_dates", "Data dates"), ("missing_data", "Missing data"),
+                       ("unknown_inputs", "Unknown inputs at prediction time")):
+        text = card.get(key)
+        if isinstance(text, dict):
+            text = text.get("description") or f"Method: {text.get('method')}."
+        if text:
+            lines += [f"## {title}", "", text, ""]
     if card.get("outcomes"):
         lines += ["## Outcomes", ""]
         for name, out in card["outcomes"].items():
             lines.append(f"- **{out['label']}** ({name.upper()}): months from {out['time_origin']} to "
-                         f"{out['event']} or last follow-up (`{out['columns'][0]}`, `{out['columns'][1]}`); horizons "
+                         f"{out['event']} or last follow-up (`{out['columns'][0]}`, `{out['columns'][1]}`). "
+                         f"{out.get('definition', '')} Horizons "
                          + ", ".join(f"{h:g}" for h in out["horizons_months"]) + " months.")
         lines.append("")
     if card.get("predictors"):
@@ -226,17 +261,24 @@ def render_markdown(card: dict) -> str:
         for kind in ("multivariate", "univariate"):
             published = any("published_hr" in r for r in ep[kind])
             coef = kind == "multivariate" and any("coef" in r for r in ep[kind])
-            head = ("| term |" + (" coef |" if coef else "") + " HR | 95% CI | p |"
-                    + (" published HR | published p |" if published else ""))
-            lines += [f"### {kind.capitalize()}", "", head,
-                      "|---" * (4 + (1 if coef else 0) + (2 if published else 0)) + "|"]
+            head = ("| term |" + (" coef | SE |" if coef else "") + " HR | 95% CI | p |"
+                    + (" published HR | published p |" if published else "")
+                    + (" published SE | SE / published |" if published and coef else ""))
+            columns = 4 + (2 if coef else 0) + (2 if published else 0) + (2 if published and coef else 0)
+            lines += [f"### {kind.capitalize()}", "", head, "|---" * columns + "|"]
             for r in ep[kind]:
-                line = (f"| {r['label']} |" + (f" {r['coef']:.5f} |" if coef else "")
+                line = (f"| {r['label']} |" + (f" {r['coef']:.5f} | {r['se']:.4f} |" if coef else "")
                         + f" {_fmt(r['hr'])} | {_fmt(r['ci_lower'])}–{_fmt(r['ci_upper'])} | {_p(r['p_value'])} |")
                 if published:
                     line += f" {_fmt(r.get('published_hr'))} | {_fmt(r.get('published_p_value'), 3)} |"
+                if published and coef:
+                    line += f" {_fmt(r.get('published_se'), 3)} | {_fmt(r.get('se_ratio'))} |"
                 lines.append(line)
             lines.append("")
+            agreement = ep.get("published_se_agreement")
+            if kind == "multivariate" and agreement:
+                lines += [f"Standard errors against the published ones (recovered from HR and p): median ratio "
+                          f"{agreement['median_ratio']:.2f} over {agreement['terms']} terms.", ""]
     lines += render_validation(card.get("validation"))
     if card.get("limitations"):
         lines += ["## Limitations", ""] + [f"- {item}" for item in card["limitations"]] + [""]

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+import pandas as pd
 
-from prognosis.model import Cohort, EndpointModel, Patterns, RiskSets
+from prognosis.model import Cohort, EndpointModel, RiskSets
 from prognosis.store import MODEL_JSON, ModelLoadError, read_manifest, sha256_file, verify_directory, write_model_files
 from training import artifact
 from training.card import render_markdown
+from training.unknowns import fit_unknowns_model
 
 PICKLE_PACKAGES = ("scikit-learn", "scikit-survival")
 
@@ -31,14 +33,19 @@ def _legacy_endpoints(directory: Path) -> list[str]:
 
 
 def _endpoint_model(name: str, payload: dict) -> EndpointModel:
+    """Format 1 kept the optional covariates' patterns with their counts, not given the required covariates: the
+    chain of models of the unknowns is fitted to those counts (``given_required=False``), which reproduces the
+    averaging format 1 did."""
     patterns = payload["cohort"]["patterns"]
+    names = tuple(patterns["names"])
+    frame = pd.DataFrame(np.asarray(patterns["values"], dtype=str).reshape(-1, len(names)), columns=list(names))
+    unknowns = fit_unknowns_model(frame, names, weights=np.asarray(patterns["counts"], dtype=float),
+                                  given_required=False)
     return EndpointModel(
         name=name, terms=tuple(payload["terms"]), coef=np.asarray(payload["coef"], dtype=float),
         covariance=np.asarray(payload["covariance"], dtype=float),
         risk_sets=RiskSets(**{k: np.asarray(v) for k, v in payload["risk_sets"].items()}),
-        cohort=Cohort(grade_modality=payload["cohort"]["grade_modality"],
-                      patterns=Patterns(tuple(patterns["names"]), np.asarray(patterns["values"], dtype=str),
-                                        np.asarray(patterns["counts"], dtype=float))))
+        cohort=Cohort(grade_modality=payload["cohort"]["grade_modality"], unknowns=unknowns))
 
 
 def convert(directory: str | Path) -> list[str]:

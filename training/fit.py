@@ -8,7 +8,7 @@ which is what R's ``coxph`` inverts for ``fit$var``.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,11 @@ class CoxFit:
     @property
     def se(self) -> np.ndarray:
         return np.sqrt(np.diag(self.covariance))
+
+    def scaled(self, variance_scale: float) -> CoxFit:
+        """The same fit with its covariance multiplied by ``variance_scale`` (as case weights 1/variance_scale
+        would give: coefficients unchanged, correlations kept)."""
+        return replace(self, covariance=self.covariance * variance_scale)
 
     def table(self) -> list[dict]:
         """Rows of (term, coef, se, hr, Wald 95% CI, Wald p), as R ``summary.coxph`` prints them."""
@@ -282,9 +287,11 @@ def fit_cox(x: np.ndarray, time: np.ndarray, event: np.ndarray, terms: list[str]
                   covariance=_covariance(information), n=len(time), events=int(event.sum()), loglik=loglik)
 
 
-def wald_table(x: np.ndarray, time: np.ndarray, event: np.ndarray, terms: list[str]) -> list[dict]:
+def wald_table(x: np.ndarray, time: np.ndarray, event: np.ndarray, terms: list[str],
+               variance_scale: float = 1.0) -> list[dict]:
     """The Wald table of a model that is reported but not served (the univariate rows): fitted by
-    :func:`fit_coefficients` on the same likelihood, which is many times faster than scikit-survival."""
+    :func:`fit_coefficients` on the same likelihood, which is many times faster than scikit-survival.
+    ``variance_scale`` multiplies the covariance (see :meth:`CoxFit.scaled`)."""
     x = np.asarray(x, dtype=float)
     time = np.asarray(time, dtype=float)
     event = np.asarray(event, dtype=bool)
@@ -293,7 +300,7 @@ def wald_table(x: np.ndarray, time: np.ndarray, event: np.ndarray, terms: list[s
     if not np.all(np.isfinite(coef)):
         raise FitError(f"the model of {', '.join(terms)} did not converge; check for levels without events")
     loglik, _, information = efron_information(x, time, event, coef)
-    return CoxFit(terms=list(terms), estimator=None, coef=coef, covariance=_covariance(information),
+    return CoxFit(terms=list(terms), estimator=None, coef=coef, covariance=_covariance(information) * variance_scale,
                   n=len(time), events=int(event.sum()), loglik=loglik).table()
 
 
@@ -312,27 +319,32 @@ def univariate_groups(optional: tuple[str, ...]) -> list[list[str]]:
     return groups
 
 
-def fit_endpoint(frame: pd.DataFrame, optional: tuple[str, ...], progress=None) -> dict:
+def fit_endpoint(frame: pd.DataFrame, optional: tuple[str, ...], progress=None, variance_scale: float = 1.0) -> dict:
     """Fit the multivariate model and the univariate models of one endpoint.
 
     ``frame`` has the covariate columns (canonical levels), ``modality``, ``time`` and ``event``.
+    ``variance_scale`` multiplies every variance (coefficient covariances of both tables and the baseline-hazard
+    variance of the risk sets): a synthetic registry of N rows standing for a study of M patients is fitted with
+    N / M, so that its uncertainty is the study's (1 for real data).
     Returns ``{"fit": CoxFit, "multivariate": rows, "univariate": rows, "risk_sets": arrays}``.
     """
     terms = covariates.term_ids(optional)
     time = frame["time"].to_numpy(dtype=float)
     event = frame["event"].to_numpy(dtype=bool)
     x = covariates.design_matrix(frame, terms)
-    fit = fit_cox(x, time, event, terms)
+    fit = fit_cox(x, time, event, terms).scaled(variance_scale)
     if progress:
         progress("multivariate model")
     univariate = []
     for group in univariate_groups(optional):
-        univariate += wald_table(covariates.design_matrix(frame, group), time, event, group)
+        univariate += wald_table(covariates.design_matrix(frame, group), time, event, group, variance_scale)
         if progress:
             progress(f"univariate {group[0].split('[')[0]}")
+    risk_sets = breslow_risk_sets(x, time, event, fit.coef)
+    risk_sets["cum_var_hazard"] = risk_sets["cum_var_hazard"] * variance_scale
     return {
         "fit": fit,
         "multivariate": fit.table(),
         "univariate": univariate,
-        "risk_sets": breslow_risk_sets(x, time, event, fit.coef),
+        "risk_sets": risk_sets,
     }

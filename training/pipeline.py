@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 
 from prognosis import covariates
-from prognosis.model import Cohort, EndpointModel, Patterns, RiskSets
+from prognosis.model import Cohort, EndpointModel, RiskSets
 from prognosis.store import CURRENT
 from training import artifact, card, synthetic
 from training.fit import fit_endpoint
 from training.registry import Registry, endpoint_frame
+from training.unknowns import fit_unknowns_model
 
 Progress = Callable[[str], None]
 
@@ -32,24 +33,18 @@ def stderr_progress() -> Progress:
     return report
 
 
-def cohort_summary(frame: pd.DataFrame, optional: tuple[str, ...]) -> Cohort:
-    """Aggregate counts the calculator needs; no patient-level rows.
+def cohort_summary(frame: pd.DataFrame, optional: tuple[str, ...], scale: float = 1.0) -> Cohort:
+    """Aggregates the calculator needs; no patient-level rows.
 
-    ``grade_modality``: patients per grade and option (for "few similar patients" warnings);
-    ``patterns``: the distinct combinations of the optional covariates with their frequencies (for averaging a
-    prediction over what a user leaves unknown).
+    ``grade_modality``: patients per level of MODALITY_WITHIN and option, times ``scale`` (for a synthetic registry
+    the evidence's size over the registry's, so that "few similar patients" counts the study's patients), rounded;
+    ``unknowns``: the distribution of the optional covariates given the required ones (``training.unknowns``).
     """
     within = covariates.MODALITY_WITHIN
     counts = frame.groupby([within.name, covariates.MODALITY.name]).size()
-    grade_modality = {g: {m: int(counts.get((g, m), 0)) for m in covariates.OPTIONS} for g in within.levels}
-    names = list(optional)
-    if names:
-        patterns = frame[names].value_counts(sort=False).reset_index(name="count")
-        values = patterns[names].to_numpy(dtype=str)
-        pattern_counts = patterns["count"].to_numpy(dtype=float)
-    else:
-        values, pattern_counts = np.empty((1, 0), dtype=str), np.ones(1)
-    return Cohort(grade_modality=grade_modality, patterns=Patterns(tuple(names), values, pattern_counts))
+    grade_modality = {g: {m: int(round(scale * counts.get((g, m), 0))) for m in covariates.OPTIONS}
+                      for g in within.levels}
+    return Cohort(grade_modality=grade_modality, unknowns=fit_unknowns_model(frame, optional))
 
 
 def baseline_survival(risk_sets: RiskSets, horizons=covariates.DEFAULT_HORIZONS_MONTHS) -> list[dict]:
@@ -86,23 +81,31 @@ def fit_registry(registry: Registry, out: str | Path, *, version: str | None = N
     progress = progress or (lambda message: None)
     created = datetime.now(timezone.utc)
     version = version or default_version(created, registry.sha256)
+    source = synthetic.data_source(registry.frame["patient_id"])
+    # A synthetic registry stands for the study whose estimates it reproduces: its variances are that study's.
+    evidence = synthetic.evidence_patients() if source == "synthetic" else None
     models, estimators, results = {}, {}, {}
     for name in covariates.ENDPOINTS:
         frame = endpoint_frame(registry, name)
-        progress(f"{name}: fitting {len(frame)} patients, {int(frame['event'].sum())} events")
-        fitted = fit_endpoint(frame, registry.optional, progress=lambda step, n=name: progress(f"{n}: {step}"))
+        scale = len(frame) / evidence if evidence else 1.0
+        progress(f"{name}: fitting {len(frame)} patients, {int(frame['event'].sum())} events"
+                 + (f"; variances scaled to the evidence of {evidence} patients" if evidence else ""))
+        fitted = fit_endpoint(frame, registry.optional, progress=lambda step, n=name: progress(f"{n}: {step}"),
+                              variance_scale=scale)
         fit, risk_sets = fitted["fit"], RiskSets(**fitted["risk_sets"])
         models[name] = EndpointModel(name=name, terms=tuple(fit.terms), coef=fit.coef, covariance=fit.covariance,
-                                     risk_sets=risk_sets, cohort=cohort_summary(frame, registry.optional))
+                                     risk_sets=risk_sets, cohort=cohort_summary(frame, registry.optional, 1 / scale),
+                                     variance_scale=scale)
         estimators[name] = fit.estimator
         results[name] = {
-            "n": fit.n, "events": fit.events,
+            "n": fit.n, "events": fit.events, "variance_scale": scale,
             "multivariate": fitted["multivariate"], "univariate": fitted["univariate"],
             "last_event_months": risk_sets.last_event_time,
             "baseline_survival": baseline_survival(risk_sets),
         }
     data = {
-        "source": synthetic.data_source(registry.frame["patient_id"]),
+        "source": source,
+        **({"evidence_patients": evidence} if evidence else {}),
         "sha256": registry.sha256,
         "rows_read": registry.report["rows_read"],
         "rows_used": {name: results[name]["n"] for name in covariates.ENDPOINTS},

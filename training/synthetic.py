@@ -11,6 +11,8 @@ near the paper's; the result and how it was obtained are written into the same d
 from __future__ import annotations
 
 import argparse
+import ast
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -184,6 +186,29 @@ def _outcomes(draws: _Draws, params: Parameters) -> dict[str, np.ndarray]:
 
 # Every synthetic patient_id is "SYN" and digits; a registry whose ids all match is taken for a synthetic one.
 ID_PREFIX = "SYN"
+
+
+def evidence_patients() -> int:
+    """The size of the study whose estimates a synthetic registry reproduces: the seed abstract's analysis, which
+    produced the published hazard ratios (table1.json ``cohort.seed_abstract.cases``)."""
+    return int(load_table1()["cohort"]["seed_abstract"]["cases"])
+
+
+def generator_revision() -> str:
+    """A short digest of what determines a synthetic registry besides n and seed: this module's code (its syntax
+    tree, so that reformatting does not count) and its data files.
+
+    It goes into the shipped model's version name, so that a version rebuilt from a changed generator gets a new
+    name instead of new contents under an old one.
+    """
+    digest = hashlib.sha256(ast.dump(ast.parse(Path(__file__).read_text(encoding="utf-8"))).encode())
+    for path in (TABLE1_PATH, ASSUMPTIONS_PATH):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:8]
+
+
+def version_name(n: int, seed: int) -> str:
+    return f"synthetic-n{n}-seed{seed}-g{generator_revision()}"
 
 
 def data_source(patient_ids: pd.Series) -> str:
