@@ -263,12 +263,12 @@ def test_a_tampered_artifact_is_refused_before_unpickling_and_the_app_is_not_rea
     tampered = tmp_path / "tampered"
     shutil.copytree(model_dir, tampered)
     marker = tmp_path / "pwned"
-    (tampered / "hpfs.joblib").write_bytes(pickle.dumps(_Exploit(marker)))
+    (tampered / "hpfs.npz").write_bytes(pickle.dumps(_Exploit(marker)))  # the arrays the app loads, now a pickle
     client = create_app({**TEST_CONFIG, "MODEL_DIR": tampered}).test_client()
 
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.json["status"] == "not ready"
-    assert "hpfs.joblib does not match its SHA-256" in ready.json["reason"]
+    assert "hpfs.npz does not match its SHA-256" in ready.json["reason"]
     api = client.post(API, json=GOOD)
     assert api.status_code == 503 and api.json["errors"][0]["field"] == "model"
     assert client.get("/result?who_grade=1&tumor_burden=%3C25%25&prior_resection_ablation=0").status_code == 503
