@@ -1,49 +1,20 @@
-"""The calculator web app: ``create_app()`` builds it (Flask tutorial layout).
+"""The calculator: the web app (``create_app()``, in ``calculator.app``) and the batch-scoring command line
+(``python -m calculator score``).
 
-Each concern that touches every request lives in its own module with an ``init_app(app)``: ``json_logging``,
-``proxies``, ``request_log``, ``body_limit``, ``rate_limit``, ``security``.
+Flask is imported only when the app is built, so that the command line and anything importing ``calculator.*``
+modules without the web stack stays light (``create_app`` is resolved on first use, PEP 562).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
-from flask_wtf.csrf import CSRFProtect
-
-from calculator import body_limit, json_logging, proxies, rate_limit, request_log, security
-from calculator.config import REPO_ROOT, Config
-from calculator.security import CONTENT_SECURITY_POLICY  # re-exported: tests compare the header with it
-
-__all__ = ["CONTENT_SECURITY_POLICY", "create_app", "csrf"]
-
-csrf = CSRFProtect()
+__all__ = ["create_app"]
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app: defaults, then ``config`` overrides, then extensions, then blueprints."""
-    app = Flask(__name__, template_folder=str(REPO_ROOT / "templates"))
-    app.config.from_object(Config)
-    if config:
-        app.config.update(config)
-    app.config["MODEL_DIR"] = str(app.config["MODEL_DIR"])
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from calculator.app import create_app
 
-    json_logging.init_app(app)
-    proxies.init_app(app)
-    # In this order: the request id first (even a refused request gets one), then the checks that may refuse it
-    # before a view runs: body size, rate, CSRF token.
-    request_log.init_app(app)
-    body_limit.init_app(app)
-    rate_limit.init_app(app)
-    csrf.init_app(app)
-    security.init_app(app)
-
-    from calculator import api, errors, views
-
-    app.register_blueprint(views.bp)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(errors.bp)
-    # The API takes JSON without cookies, so there is no session for a cross-site request to ride on.
-    csrf.exempt(api.bp)
-    return app
+        return create_app
+    raise AttributeError(f"module 'calculator' has no attribute {name!r}")

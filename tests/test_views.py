@@ -7,8 +7,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from calculator import CONTENT_SECURITY_POLICY
-from prognosis.covariates import ENDPOINTS, OPTIONS
+from calculator.forms import unit_of
+from calculator.security import CONTENT_SECURITY_POLICY
+from prognosis.covariates import BY_NAME, ENDPOINTS, OPTIONS
 from tests.conftest import VALID_FORM
 
 
@@ -32,8 +33,8 @@ def test_the_result_shows_both_charts_with_three_curves_and_bands(client):
     for name in ENDPOINTS:
         figure = page[page.index(f'id="{name}-chart-title"'):]
         figure = figure[:figure.index("</svg>")]
-        lines = re.findall(r'<polyline class="line slot-\d" data-option="(\w+)" points="([^"]+)"', figure)
-        bands = re.findall(r'<polygon class="band slot-\d" data-option="(\w+)" points="([^"]+)"', figure)
+        lines = re.findall(r'<polyline class="line option-\d+" data-option="(\w+)" points="([^"]+)"', figure)
+        bands = re.findall(r'<polygon class="band option-\d+" data-option="(\w+)" points="([^"]+)"', figure)
         assert [option for option, _ in lines] == list(OPTIONS)
         assert [option for option, _ in bands] == list(OPTIONS)
         assert all(len(points.split()) > 10 for _, points in lines + bands)
@@ -46,9 +47,11 @@ def test_the_result_shows_tables_sentences_caveat_banner_and_model(client, model
     assert page.count('<table class="differences">') == len(ENDPOINTS)
     assert page.count('<details class="data-table">') == len(ENDPOINTS)
     for option in OPTIONS:
-        assert re.search(rf"Of 100 patients like this treated with {option}, about \d+ are expected to be free of "
-                         r"hepatic progression at 2 years \(95% interval \d+–\d+\)", page)
-        assert re.search(rf"treated with {option}, about \d+ are expected to be alive at 2 years", page)
+        assert re.search(rf"Of 100 patients with these characteristics who received {option} in the data behind this "
+                         r"model, about \d+ were free of hepatic progression at 2 years \(95% interval \d+–\d+\)",
+                         page)
+        assert re.search(rf"who received {option} in the data behind this model, about \d+ were alive at 2 years",
+                         page)
     for comparison in ("SIRT vs TACE", "TAE vs TACE", "SIRT vs TAE"):
         assert page.count(f'<th scope="row">{comparison}</th>') == len(ENDPOINTS)
     assert "Treatment was not randomized" in page and "associations" in page
@@ -70,7 +73,7 @@ def test_the_permalink_reproduces_the_result(client):
     direct = client.get("/result?who_grade=2&tumor_burden_pct=30&prior_resection_ablation=0&biologic=1")
     assert direct.status_code == 200
     assert direct.get_data(as_text=True) == posted
-    assert "25-50% (from 30%)" in posted
+    assert f"25-50% (from 30{unit_of(BY_NAME['tumor_burden'].alternative)})" in posted
 
 
 def test_an_invalid_permalink_shows_the_form_with_messages(client):
@@ -211,14 +214,15 @@ def test_chart_geometry_is_a_step_function_inside_the_plot():
 
     curve = {"times_months": [0.0, 5.0, 20.0], "survival": [1.0, 0.8, 0.5], "ci_lower": [1.0, 0.7, 0.4],
              "ci_upper": [1.0, 0.9, None]}
-    chart = charts.survival_chart({option: curve for option in OPTIONS}, OPTIONS)
+    chart = charts.survival_chart(dict.fromkeys(OPTIONS, curve), OPTIONS)
     assert chart.x_max == 24 and [t.label for t in chart.x_ticks] == ["0", "12", "24"]
     line = [tuple(map(float, p.split(","))) for p in chart.series[0].line.split()]
     xs, ys = zip(*line)
     assert list(xs) == sorted(xs) and list(ys) == sorted(ys)  # right-continuous steps, going down the page
     assert all(chart.left <= x <= chart.right and chart.top <= y <= chart.bottom for x, y in line)
     assert line[-1][0] < chart.right  # the curve stops at its last time: nothing extrapolated
-    assert [s.option for s in chart.series] == list(OPTIONS) and [s.slot for s in chart.series] == [0, 1, 2]
+    assert [s.option for s in chart.series] == list(OPTIONS)
+    assert [s.slot for s in chart.series] == list(range(len(OPTIONS)))
     band = [tuple(map(float, p.split(","))) for p in chart.series[0].band.split()]
     assert max(x for x, _ in band) == line[2][0]  # the band stops where an interval bound is missing
 
