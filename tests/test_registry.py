@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import tomli_w
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prognosis import covariates as cv
 from training.registry import (
@@ -625,3 +627,146 @@ def test_messages_state_row_numbering(tmp_path):
         load_registry(write_csv(frame, tmp_path / "r.csv"))
     assert re.search(r"column 'who_grade': unknown value 'G4' in row 2 "
                      r"\(spreadsheet row numbers; header = row 1; allowed: 1, 2, 3", str(caught.value))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Multiple imputation: allow_missing_optional keeps rows whose optional covariates are partly missing
+
+def partly_missing_optional() -> pd.DataFrame:
+    return chain(put("tumor_type", {1: "", 4: "NA"}), put("octreotide", {2: ""}))(text_frame())
+
+
+def test_allow_missing_optional_keeps_rows_and_counts(tmp_path):
+    source = write_csv(partly_missing_optional(), tmp_path / "r.csv")
+    with pytest.raises(RegistryError, match="column 'tumor_type': missing value in rows 3, 6"):
+        load_registry(source)  # the default is unchanged
+    registry = load_registry(source, allow_missing_optional=True)
+    frame = registry.frame
+    assert frame["patient_id"].tolist() == IDS
+    assert registry.optional == cv.OPTIONAL
+    assert frame["tumor_type"].tolist() == [None if i in (1, 4) else level
+                                            for i, level in enumerate(EXPECTED["tumor_type"])]
+    assert frame["octreotide"].isna().tolist() == [i == 2 for i in range(8)]
+    assert registry.report["missing_optional"] == {"tumor_type": 2, "extrahepatic_metastases": 0, "octreotide": 1,
+                                                   "biologic": 0, "cytotoxic": 0}
+    assert registry.report["excluded"] == []
+    hpfs = endpoint_frame(registry, "hpfs")
+    assert hpfs["tumor_type"].isna().sum() == 2 and list(hpfs.columns[:-2]) == [*cv.REQUIRED, *cv.OPTIONAL,
+                                                                                  "modality"]
+    dropped = load_registry(source, drop_incomplete=True)  # without it, such rows are excluded as before
+    assert len(dropped.frame) == 5 and dropped.report["missing_optional"] == dict.fromkeys(cv.OPTIONAL, 0)
+
+
+def test_allow_missing_optional_keeps_the_other_rules(tmp_path):
+    frame = put("who_grade", {3: ""})(partly_missing_optional())
+    frame["biologic"] = ""  # recorded for no row: absent, as without the mode
+    source = write_csv(frame, tmp_path / "r.csv")
+    with pytest.raises(RegistryError) as caught:
+        load_registry(source, allow_missing_optional=True)
+    hint = "fill them in or use drop_incomplete (--drop-incomplete) to exclude such rows"
+    assert caught.value.problems == [
+        f"column 'who_grade': missing value in row 5 (spreadsheet row numbers; header = row 1); {hint}"]
+    registry = load_registry(source, allow_missing_optional=True, drop_incomplete=True)
+    assert registry.frame["patient_id"].tolist() == [pid for i, pid in enumerate(IDS) if i != 3]
+    assert registry.report["excluded"] == [{"reason": "missing who_grade", "rows": 1}]
+    assert registry.optional == ("tumor_type", "extrahepatic_metastases", "octreotide", "cytotoxic")
+    assert registry.report["empty_optional_columns"] == ["biologic"]
+    assert registry.report["missing_optional"]["tumor_type"] == 2
+    unknown = put("tumor_type", {5: "liver"})(partly_missing_optional())
+    with pytest.raises(RegistryError, match="column 'tumor_type': unknown value 'liver' in row 7 "):
+        load_registry(write_csv(unknown, tmp_path / "u.csv"), allow_missing_optional=True)
+
+
+def test_missing_optional_counts_are_reported_by_default(tmp_path):
+    registry = load_registry(write_csv(base_frame().drop(columns=["biologic"]), tmp_path / "r.csv"))
+    assert registry.report["missing_optional"] == {name: 0 for name in cv.OPTIONAL if name != "biologic"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The pieces a batch of patients to score reuses: reading, column mapping, covariates row by row
+
+def test_covariates_row_by_row_for_a_file_of_patients(tmp_path):
+    from training.registry.mapping import load_mapping, resolve_columns
+    from training.registry.patients import parse_covariates
+    from training.registry.reading import read_source
+
+    frame = text_frame()[["patient_id", "who_grade", "tumor_burden", "prior_resection_ablation", "tumor_type"]]
+    frame = chain(put("who_grade", {1: "G4", 3: ""}), put("tumor_type", {2: "=A1", 5: ""}))(frame)
+    frame = frame.rename(columns={"who_grade": "Grade"})
+    raw = read_source(write_csv(frame, tmp_path / "patients.csv"))
+    columns = resolve_columns(raw, load_mapping({"Grade": "who_grade"}))
+    rows = parse_covariates(raw, columns, (*cv.REQUIRED, *cv.OPTIONAL, "modality"))
+    assert list(rows.values) == ["who_grade", "tumor_burden", "prior_resection_ablation", "tumor_type"]
+    assert rows.values["who_grade"].tolist() == ["1", None, "3", None, "2", "3", "1", "2"]
+    assert rows.values["tumor_type"].tolist()[:3] == ["pancreatic", "gut", None]
+    assert rows.missing["who_grade"].tolist() == [i == 3 for i in range(8)]
+    assert rows.missing["tumor_type"].tolist() == [i == 5 for i in range(8)]
+    assert rows.row_problems() == {
+        1: ["who_grade: unknown value 'G4'"],
+        2: ["tumor_type: a spreadsheet formula (or text starting with =, +, - or @) where a value belongs"],
+    }
+
+
+def test_distinct_cells_keep_their_types():
+    from training.registry.cells import Cells, distinct, parse_category
+
+    column = distinct(pd.Series([True, 1, 1.0, "1", -0.0, 0.0, None, np.nan, " 1 "], dtype=object))
+    assert len(set(column.codes[:6].tolist())) == 6  # True, 1, 1.0, '1', -0.0, 0.0: each its own value
+    parsed = parse_category(Cells(column), cv.BY_NAME["octreotide"])
+    assert parsed.values.tolist() == ["1", "1", "1", "1", "0", "0", None, None, "1"]
+    assert parsed.missing.tolist() == [False] * 6 + [True, True, False]
+    floats = distinct(np.array([-0.0, 0.0, 2.5, -0.0]))
+    assert floats.codes.tolist() == [0, 1, 2, 0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CSV: the fast reader (pandas' C tokenizer) reads what the csv module reads, or declines
+
+def read_both(data: bytes, delimiter: str = ","):
+    from training.registry.reading import _read_csv_fast, _read_csv_records
+
+    fast = _read_csv_fast(data, delimiter, "r.csv", "sha")
+    try:
+        slow = _read_csv_records(data, delimiter, "r.csv", "sha")
+    except RegistryError as exc:
+        slow = exc
+    return fast, slow
+
+
+def assert_same_table(fast, slow) -> None:
+    assert not isinstance(slow, RegistryError), slow
+    assert fast.header == slow.header
+    assert fast.row_numbers.tolist() == slow.row_numbers.tolist()
+    assert (fast.blank_rows, fast.row_note, fast.text_formulas) == (slow.blank_rows, slow.row_note, slow.text_formulas)
+    pd.testing.assert_frame_equal(fast.to_frame(), slow.to_frame())
+
+
+def test_fast_csv_reader_reads_a_registry():
+    data = base_frame().to_csv(index=False).encode()
+    fast, slow = read_both(data)
+    assert fast is not None
+    assert_same_table(fast, slow)
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ('a,b\n"x\ny",1\n', "a quoted value spans lines"),
+    ("\na,b\n1,2\n", "the first record is blank"),
+    ("a,b\n1,2,3\n", "a record is wider than the header"),
+    ("a,b\n" + "x" * (200_000) + ",1\n", "a line is longer than the csv module's field limit"),
+    ('a,b\n"1,2\n', "an unclosed quote"),
+])
+def test_fast_csv_reader_declines(text, why):
+    fast, _ = read_both(text.encode())
+    assert fast is None, why
+
+
+CSV_PIECES = ["a", "1", "G2", " ", "", '"', '""', ",", ",", ";", "\t", "\n", "\r\n", "\r", "=x", "é", "\ufeff", "\x0b",
+              "\u2028", "#", "\\"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(CSV_PIECES), max_size=40).map("".join), st.sampled_from([",", ";", "\t"]))
+def test_fast_csv_reader_matches_the_csv_module(text, delimiter):
+    fast, slow = read_both(text.encode(), delimiter)
+    if fast is not None:
+        assert_same_table(fast, slow)
