@@ -50,7 +50,8 @@ TUMOR_BURDEN = Covariate(
     alternative=NumericAlternative(
         name="tumor_burden_pct", label="Or as a percentage of liver volume",
         help="If you know the percentage, enter it: it is binned into the categories above.",
-        minimum=0.0, maximum=100.0, to_level=_burden_level, edges=(25.0, 50.0, 75.0)),
+        minimum=0.0, maximum=100.0, to_level=_burden_level, edges=(25.0, 50.0, 75.0), unit="%",
+        description="percent of liver volume"),
 )
 
 PRIOR_RESECTION_ABLATION = binary(

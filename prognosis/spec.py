@@ -27,6 +27,8 @@ class NumericAlternative:
     maximum: float
     to_level: Callable[[float], str]
     edges: tuple[float, ...] = ()  # where the levels change, for messages
+    unit: str = ""  # as written after a number: "%"
+    description: str = ""  # what the number is, for messages: "percent of liver volume"
 
     def level(self, value: float) -> str | None:
         """The level ``value`` falls in, or None outside [minimum, maximum] (or not finite)."""

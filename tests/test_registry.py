@@ -418,7 +418,7 @@ def test_frame_contents_and_types(tmp_path):
     report = registry.report
     assert report["rows_read"] == 8 and report["rows_used"] == {"hpfs": 8, "os": 8}
     assert report["excluded"] == [] and report["endpoint_missing"] == {"hpfs": 0, "os": 0}
-    assert report["hpfs_os_tolerance_months"] == HPFS_OS_TOLERANCE_MONTHS
+    assert report["endpoint_order_tolerance_months"] == HPFS_OS_TOLERANCE_MONTHS
 
 
 def test_aliases_normalize(tmp_path):

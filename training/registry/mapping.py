@@ -13,11 +13,13 @@ from training.registry.problems import RegistryError, fail
 from training.registry.reading import RawTable
 
 PATIENT_ID = "patient_id"
-BURDEN_PCT = "tumor_burden_pct"
 ENDPOINT_COLUMNS = tuple(col for ep in cv.ENDPOINTS.values() for col in (ep.time, ep.event))
 COVARIATE_NAMES = tuple(c.name for c in cv.COVARIATES)
+# A number that may stand in for a categorical covariate (tumor_burden_pct for tumor_burden) -> that covariate.
+ALTERNATIVES = {c.alternative.name: c for c in cv.COVARIATES if c.alternative is not None}
+BURDEN_PCT = "tumor_burden_pct"
 # Every column name the loader understands; anything else is ignored (and reported).
-CANONICAL_COLUMNS = (PATIENT_ID, *COVARIATE_NAMES, BURDEN_PCT, cv.MODALITY.name, *ENDPOINT_COLUMNS)
+CANONICAL_COLUMNS = (PATIENT_ID, *COVARIATE_NAMES, *ALTERNATIVES, cv.MODALITY.name, *ENDPOINT_COLUMNS)
 
 
 def normalize_name(name: object) -> str:

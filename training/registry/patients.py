@@ -21,15 +21,22 @@ from training.registry.cells import (
     cell_problems,
     identifier,
     parse_category,
+    parse_number,
     parse_percent,
 )
-from training.registry.mapping import BURDEN_PCT, ColumnMap
+from training.registry.mapping import ColumnMap
 from training.registry.reading import RawTable
 
 DUPLICATE_ID = "duplicate values (patient_id must be unique)"
-OUTSIDE_PERCENT = "outside 0-100 (percent of liver volume)"
-BURDEN_EDGES = ", ".join(f"{e:g}" for e in cv.BURDEN_PCT_EDGES)
-DISAGREES_WITH_PCT = f"disagrees with {BURDEN_PCT} (binned at {BURDEN_EDGES}%)"
+
+
+def outside_range(low: float, high: float, what: str) -> str:
+    return f"outside {low:g}-{high:g}" + (f" ({what})" if what else "")
+
+
+def disagrees_with(alternative: cv.NumericAlternative) -> str:
+    edges = ", ".join(f"{e:g}" for e in alternative.edges)
+    return f"disagrees with {alternative.name} (binned at {edges}{alternative.unit})"
 
 
 @dataclass(frozen=True)
@@ -91,49 +98,67 @@ def parse_patient_ids(cells: Cells) -> Parsed:
 def parse_covariates(raw: RawTable, columns: ColumnMap, names: Iterable[str]) -> CovariateRows:
     """The named covariates (``modality`` too) that ``raw`` has, in canonical levels, with their problems.
 
-    ``tumor_burden`` comes from its category column, or binned from ``tumor_burden_pct``, or both (they must
-    agree). A covariate whose column is absent is left out; which ones must be there is the caller's rule.
+    A covariate with a numeric alternative (``tumor_burden``) comes from its category column, or binned from the
+    alternative's column (``tumor_burden_pct``), or both (they must agree). A numeric covariate is a number within
+    its range (canonical value: the number as text). A covariate whose column is absent is left out; which ones
+    must be there is the caller's rule.
     """
     out = CovariateRows()
     for name in names:
-        if name == cv.TUMOR_BURDEN.name:
-            _burden(raw, columns, out)
-        elif name in columns.index:
-            cov = cv.MODALITY if name == cv.MODALITY.name else cv.BY_NAME[name]
+        cov = cv.MODALITY if name == cv.MODALITY.name else cv.BY_NAME[name]
+        if cov.alternative is not None:
+            _with_alternative(raw, columns, out, cov, cov.alternative)
+        elif name not in columns.index:
+            continue
+        elif cov.numeric:
+            out.add(name, _numeric(raw.cells(columns.index[name]), cov))
+        else:
             out.add(name, parse_category(raw.cells(columns.index[name]), cov))
     return out
 
 
-def _burden(raw: RawTable, columns: ColumnMap, out: CovariateRows) -> None:
-    name = cv.TUMOR_BURDEN.name
-    have_cat, have_pct = name in columns.index, BURDEN_PCT in columns.index
+def _numeric(cells: Cells, cov: cv.Covariate) -> Parsed:
+    """A numeric covariate: numbers within [minimum, maximum], as canonical text (``Covariate.canonical``)."""
+    parsed = parse_number(cells)
+    number = ~np.isnan(parsed.values)
+    outside = number & ((parsed.values < cov.minimum) | (parsed.values > cov.maximum))
+    values = np.full(len(parsed.values), None, dtype=object)
+    values[number & ~outside] = [repr(float(v)) for v in parsed.values[number & ~outside]]
+    return Parsed(values=values, missing=parsed.missing,
+                  problems={**parsed.problems, outside_range(cov.minimum, cov.maximum, cov.unit): outside})
+
+
+def _with_alternative(raw: RawTable, columns: ColumnMap, out: CovariateRows, cov: cv.Covariate,
+                      alternative: cv.NumericAlternative) -> None:
+    name, alt = cov.name, alternative.name
+    have_cat, have_pct = name in columns.index, alt in columns.index
     if not (have_cat or have_pct):
         return
     n = raw.n_rows
     levels = np.full(n, None, dtype=object)
     cat_missing = np.ones(n, dtype=bool)
     if have_cat:
-        parsed = parse_category(raw.cells(columns.index[name]), cv.TUMOR_BURDEN)
+        parsed = parse_category(raw.cells(columns.index[name]), cov)
         out.add_problems(name, parsed)
         levels, cat_missing = parsed.values, parsed.missing
     binned = np.full(n, None, dtype=object)
     pct_missing = np.ones(n, dtype=bool)
     if have_pct:
-        parsed = parse_percent(raw.cells(columns.index[BURDEN_PCT]))
+        parsed = parse_percent(raw.cells(columns.index[alt]))
         pct_missing = parsed.missing
         number = ~np.isnan(parsed.values)
         distinct_numbers, where = np.unique(parsed.values[number], return_inverse=True)
         distinct_levels = np.empty(len(distinct_numbers), dtype=object)
-        distinct_levels[:] = [cv.bin_tumor_burden(float(p)) for p in distinct_numbers]
+        distinct_levels[:] = [alternative.level(float(p)) for p in distinct_numbers]
         binned[number] = distinct_levels[where]
         outside = number & pd.isna(binned)
+        too_far = outside_range(alternative.minimum, alternative.maximum, alternative.description)
         out.add_problems(
-            BURDEN_PCT,
-            Parsed(values=parsed.values, missing=pct_missing, problems={**parsed.problems, OUTSIDE_PERCENT: outside}),
+            alt, Parsed(values=parsed.values, missing=pct_missing, problems={**parsed.problems, too_far: outside})
         )
     if have_cat and have_pct:
         clash = ~pd.isna(levels) & ~pd.isna(binned) & (levels != binned)
-        out.problems.append(CellProblem(name, DISAGREES_WITH_PCT, clash))
+        out.problems.append(CellProblem(name, disagrees_with(alternative), clash))
     out.values[name] = np.where(pd.isna(levels), binned, levels)
     out.missing[name] = cat_missing & pct_missing
-    out.read_from[name] = name if have_cat else BURDEN_PCT
+    out.read_from[name] = name if have_cat else alt

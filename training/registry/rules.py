@@ -23,23 +23,24 @@ from training.registry.cells import (
     parse_event,
     parse_number,
 )
-from training.registry.mapping import BURDEN_PCT, COVARIATE_NAMES, PATIENT_ID, ColumnMap
+from training.registry.mapping import COVARIATE_NAMES, PATIENT_ID, ColumnMap
 from training.registry.patients import CellProblem, parse_covariates, parse_patient_ids
 from training.registry.problems import ROWS_SHOWN, RegistryError, fail, rows_text
 from training.registry.reading import RawTable
 
-# hpfs_months may exceed os_months by this much: both are often rounded separately to 0.1 month.
-HPFS_OS_TOLERANCE_MONTHS = 0.1
+# An endpoint's time may exceed the time of the endpoint it cannot come after (hpfs_months <= os_months) by this
+# much: both are often rounded separately to 0.1 month.
+ORDER_TOLERANCE_MONTHS = HPFS_OS_TOLERANCE_MONTHS = 0.1
 # Covariates that must be in every row (modality is one for the loader: every row has a treatment).
 REQUIRED_VALUES = (*cv.REQUIRED, cv.MODALITY.name)
 # The order in which messages and exclusion reasons name columns.
-COLUMN_ORDER = (PATIENT_ID, *COVARIATE_NAMES, cv.MODALITY.name)
+# (A covariate's numeric alternative column right after it: tumor_burden, tumor_burden_pct.)
 COLUMN_ORDER = (
-    *COLUMN_ORDER[: COLUMN_ORDER.index(cv.TUMOR_BURDEN.name) + 1],
-    BURDEN_PCT,
-    *COLUMN_ORDER[COLUMN_ORDER.index(cv.TUMOR_BURDEN.name) + 1 :],
+    PATIENT_ID,
+    *(name for c in cv.COVARIATES for name in (c.name, *((c.alternative.name,) if c.alternative else ()))),
+    cv.MODALITY.name,
 )
-NO_OUTCOME = "an outcome (no hpfs or os time and event)"
+NO_OUTCOME = f"an outcome (no {' or '.join(cv.ENDPOINTS)} time and event)"
 MISSING_HINT = "; fill them in or use drop_incomplete (--drop-incomplete) to exclude such rows"
 
 
@@ -65,14 +66,14 @@ class Outcome:
 def outcome_endpoints(raw: RawTable, columns: ColumnMap) -> list[cv.Endpoint]:
     """The endpoints whose two columns are present; raise RegistryError if a required column is absent."""
     index = columns.index
-    absent = [
-        name
-        for name in (PATIENT_ID, *REQUIRED_VALUES)
-        if name not in index and not (name == cv.TUMOR_BURDEN.name and BURDEN_PCT in index)
-    ]
+    def alternative(name: str) -> str | None:
+        cov = cv.BY_NAME.get(name)
+        return cov.alternative.name if cov is not None and cov.alternative is not None else None
+
+    absent = [name for name in (PATIENT_ID, *REQUIRED_VALUES) if name not in index and alternative(name) not in index]
     problems = []
     for name in absent:
-        alt = " (or 'tumor_burden_pct')" if name == cv.TUMOR_BURDEN.name else ""
+        alt = f" (or '{alternative(name)}')" if alternative(name) else ""
         problems.append(f"required column '{name}'{alt} is absent")
     endpoints = []
     half_pair = False
@@ -176,13 +177,15 @@ class Checker:
             self.problem(ep.time, f"missing where {ep.event} is given", event_given & ~time_given)
             time = np.where(nonpositive, np.nan, times.values)
             out[ep.name] = Outcome(time=time, event=events.values, present=time_given & event_given)
-        hpfs, os_ = cv.ENDPOINTS["hpfs"], cv.ENDPOINTS["os"]
-        if hpfs.name in out and os_.name in out:
+        for ep in cv.ENDPOINTS.values():
+            bound = cv.ENDPOINTS.get(ep.not_after) if ep.not_after else None
+            if bound is None or ep.name not in out or bound.name not in out:
+                continue
             with np.errstate(invalid="ignore"):
-                late = out[hpfs.name].time > out[os_.name].time + HPFS_OS_TOLERANCE_MONTHS
+                late = out[ep.name].time > out[bound.name].time + ORDER_TOLERANCE_MONTHS
             self.problem(
-                hpfs.time,
-                f"greater than {os_.time} by more than the tolerance of {HPFS_OS_TOLERANCE_MONTHS} months",
+                ep.time,
+                f"greater than {bound.time} by more than the tolerance of {ORDER_TOLERANCE_MONTHS} months",
                 late,
             )
         return out
@@ -254,7 +257,7 @@ class Checker:
             "renamed_columns": self.columns.renamed,
             "unused_mapping_entries": self.columns.unused_mapping_entries,
             "blank_rows_skipped": raw.blank_rows,
-            "hpfs_os_tolerance_months": HPFS_OS_TOLERANCE_MONTHS,
+            "endpoint_order_tolerance_months": ORDER_TOLERANCE_MONTHS,
             "row_numbering": raw.row_note,
         }
         return Registry(frame=frame, optional=optional, report=report, sha256=raw.sha256)
