@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prognosis import covariates
 from prognosis.model import ChainLink, Cohort, EndpointModel, Model, RiskSets, UnknownsModel
 
 # The folder the calculator serves from by default, and the link in it naming the served version.
@@ -159,6 +160,10 @@ def read_endpoints(directory: Path) -> dict[str, EndpointModel]:
         p = len(endpoints[name].terms)
         if endpoints[name].coef.shape != (p,) or endpoints[name].covariance.shape != (p, p):
             raise ModelLoadError(f"{directory}: {name}'s arrays do not match its {p} terms")
+        foreign = sorted(set(endpoints[name].terms) - set(covariates.term_ids(covariates.OPTIONAL)))
+        if foreign:
+            raise ModelLoadError(f"{directory}: {name} uses terms the definitions ({covariates.DEFINITIONS_MODULE}) "
+                                 f"do not have: {', '.join(foreign)}")
     return endpoints
 
 
