@@ -1,4 +1,5 @@
-"""The JSON API: ``POST /api/v1/predict`` and its OpenAPI document, both derived from covariates.py."""
+"""The JSON API: ``POST /api/v1/predict`` and its OpenAPI document, both derived from the definitions
+(``prognosis.covariates``): covariates and their kinds, options, endpoints."""
 
 from __future__ import annotations
 
@@ -10,9 +11,19 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from prognosis import scoring
-from prognosis.covariates import COVARIATES, DEFAULT_HORIZONS_MONTHS, ENDPOINTS, OPTIONS, REQUIRED, Covariate
 from calculator.model_store import ModelLoadError, get_model
+from prognosis import notices, scoring
+from prognosis.covariates import (
+    COVARIATES,
+    DEFAULT_HORIZONS_MONTHS,
+    ENDPOINTS,
+    MODALITY_WITHIN,
+    OPTIONS,
+    REQUIRED,
+    Covariate,
+    join,
+    options_text,
+)
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -27,29 +38,48 @@ Errors = list[dict[str, str]]
 # --- what a covariate looks like in JSON --------------------------------------------------------------------
 
 def json_type(cov: Covariate) -> str:
-    """'boolean' for a binary covariate, 'integer' for numeric levels (WHO grade), else 'string'."""
+    """'number' for a numeric covariate, 'boolean' for a binary one, 'integer' for numeric levels (WHO grade),
+    else 'string'."""
+    if cov.numeric:
+        return "number"
     if cov.binary:
         return "boolean"
     return "integer" if all(level.isdigit() for level in cov.levels) else "string"
 
 
 def json_levels(cov: Covariate) -> list[Any]:
+    """The values a covariate takes in JSON; for a numeric one, examples within its range (its bounds and middle)."""
     kind = json_type(cov)
+    if kind == "number":
+        bounds = [v for v in (cov.minimum, cov.maximum) if math.isfinite(v)]
+        middle = [(cov.minimum + cov.maximum) / 2] if len(bounds) == 2 else []
+        return sorted(set(bounds + middle)) or [0.0]
     if kind == "boolean":
         return [False, True]
     return [int(level) for level in cov.levels] if kind == "integer" else list(cov.levels)
 
 
 def to_json_value(cov: Covariate, level: str | None) -> Any:
-    """A canonical level as the API spells it (None stays None)."""
+    """A canonical level as the API spells it (None stays None; a numeric covariate's value is a number)."""
     if level is None:
         return None
+    if cov.numeric:
+        return float(level)
     return json_levels(cov)[cov.levels.index(level)]
 
 
 def _level(cov: Covariate, value: Any) -> str | None:
-    """The canonical level of a JSON value, strictly typed: no bool for a grade, no 1 for true, no aliases."""
+    """The canonical level of a JSON value, strictly typed: no bool for a grade, no 1 for true, no aliases; a
+    numeric covariate takes a JSON number within its range."""
     kind = json_type(cov)
+    if kind == "number":
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return None
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float
+            return None
+        return cov.canonical(number)
     ok = {"boolean": isinstance(value, bool),
           "integer": isinstance(value, int) and not isinstance(value, bool),
           "string": isinstance(value, str)}[kind]
@@ -58,9 +88,21 @@ def _level(cov: Covariate, value: Any) -> str | None:
     return cov.levels[json_levels(cov).index(value)]
 
 
+def _range(cov: Covariate) -> str:
+    bounds = [f"at least {cov.minimum:g}" if math.isfinite(cov.minimum) else "",
+              f"at most {cov.maximum:g}" if math.isfinite(cov.maximum) else ""]
+    text = " and ".join(b for b in bounds if b)
+    return text + (f" ({cov.unit})" if cov.unit else "")
+
+
 def _expected(cov: Covariate) -> str:
     kind = json_type(cov)
-    text = "true or false" if kind == "boolean" else "one of " + ", ".join(json.dumps(v) for v in json_levels(cov))
+    if kind == "number":
+        text = "a number" + (f" {_range(cov)}" if _range(cov) else "")
+    elif kind == "boolean":
+        text = "true or false"
+    else:
+        text = "one of " + ", ".join(json.dumps(v) for v in json_levels(cov))
     return text if cov.required else text + ", or null if unknown"
 
 
@@ -134,7 +176,7 @@ def _errors(status: int, errors: Errors) -> ResponseReturnValue:
 
 @bp.post("/predict")
 def predict() -> ResponseReturnValue:
-    """Predicted HPFS and OS under TACE, SIRT and TAE for the patient in the JSON body."""
+    """Predicted survival for each endpoint under each option for the patient in the JSON body."""
     if request.mimetype != "application/json":
         return _errors(415, [_error("body", "send JSON with Content-Type: application/json")])
     try:
@@ -189,13 +231,20 @@ def openapi() -> ResponseReturnValue:
 def _covariate_schema(cov: Covariate) -> dict[str, Any]:
     kind = json_type(cov)
     schema: dict[str, Any] = {"title": cov.label, "description": cov.help}
-    if kind == "boolean":
+    if kind == "number":
+        schema["type"] = "number" if cov.required else ["number", "null"]
+        schema |= {key: bound for key, bound in (("minimum", cov.minimum), ("maximum", cov.maximum))
+                   if math.isfinite(bound)}
+        if cov.unit:
+            schema["description"] += f" In {cov.unit}."
+    elif kind == "boolean":
         schema["type"] = "boolean" if cov.required else ["boolean", "null"]
     else:
         schema["type"] = kind if cov.required else [kind, "null"]
         schema["enum"] = json_levels(cov) + ([] if cov.required else [None])
     if not cov.required:
-        schema["description"] += " Null or absent: unknown (the prediction averages over the training cohort)."
+        schema["description"] += (" Null or absent: unknown (the prediction averages over the values it takes in "
+                                   "training patients with the same known characteristics).")
     return schema
 
 
@@ -209,7 +258,7 @@ def _interval(*extra: str) -> dict[str, Any]:
 
 
 def _by(keys: tuple[str, ...] | list[str], schema: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "required": list(keys), "properties": {k: schema for k in keys},
+    return {"type": "object", "required": list(keys), "properties": dict.fromkeys(keys, schema),
             "additionalProperties": False}
 
 
@@ -263,13 +312,21 @@ def openapi_document() -> dict[str, Any]:
             "unknown": {"type": "array", "items": {"type": "string"},
                         "description": "Optional inputs the prediction averaged over."},
             "similar_patients": {"type": "object", "additionalProperties": {"type": "integer"},
-                                 "description": "Training patients of this grade treated with each option."},
-            "warnings": {"type": "array", "items": {"type": "string"}},
+                                 "description": f"Training patients of this {MODALITY_WITHIN.label} level treated "
+                                                "with each option (for a synthetic model counted at the size of "
+                                                "the original study)."},
+            "warnings": {"type": "array", "items": {"type": "string"},
+                         "description": "Always the observational caveat; for a model trained on a synthetic "
+                                        "registry its notice; few similar patients, estimates not available, "
+                                        "unknown inputs."},
         },
     }
     errors_schema = {"type": "object", "required": ["errors"], "properties": {"errors": {
         "type": "array", "items": {"type": "object", "required": ["field", "message"],
                                    "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}}}}
+
+    endpoints_text = join([ep.label.lower() for ep in ENDPOINTS.values()])
+    definitions = " ".join(f"{ep.short}: {ep.definition}" for ep in ENDPOINTS.values())
 
     def error(description: str) -> dict[str, Any]:
         return {"description": description,
@@ -278,12 +335,12 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "NET embolotherapy prognostic calculator", "version": "1",
-                 "description": "Predicted hepatic progression-free survival and overall survival after TACE, SIRT "
-                                "or TAE for neuroendocrine tumor liver metastases. Observational data: differences "
-                                "between options are associations, not recommendations."},
+                 "description": f"Predicted {endpoints_text} after {options_text('or')} for neuroendocrine tumor "
+                                f"liver metastases. {definitions} {notices.OBSERVATIONAL}"},
         "paths": {"/api/v1/predict": {"post": {
             "operationId": "predict",
-            "summary": "Predict HPFS and OS under each option for one patient",
+            "summary": f"Predict {join([ep.short for ep in ENDPOINTS.values()])} under each option for one "
+                       "patient",
             "requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/PredictRequest"}}}},
             "responses": {

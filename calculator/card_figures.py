@@ -2,8 +2,9 @@
 
 Pure functions of the card JSON (``training/card.py``, validation block: ``docs/validation.md``); no Flask. Like
 :mod:`calculator.charts`, they return positions in the SVG view box and preformatted labels; the stylesheet gives
-colours (the Okabe–Ito ``slot-N`` classes) and line styles, so the page needs no inline style. A figure whose data
-the card lacks is ``None`` (an older card, or one never validated): the page then says "not available".
+colours (the Okabe–Ito ``group-N`` classes of the card's own palette) and line styles, so the page needs no inline
+style. A figure whose data the card lacks is ``None`` (an older card, or one never validated): the page then says
+"not available".
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from calculator.charts import BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDTH, Y_TICKS, Frame, Tick
+from prognosis.covariates import COVARIATES, DEFAULT_HORIZONS_MONTHS, covariate_terms
 
 # --- forest plot of hazard ratios ---------------------------------------------------------------------------
 
@@ -193,7 +195,8 @@ def _finite(v: Any) -> bool:
 # --- Kaplan–Meier curves by predicted risk group ------------------------------------------------------------
 
 KM_LEFT, KM_RIGHT, KM_TOP, KM_BOTTOM = LEFT, RIGHT, TOP, BOTTOM  # the same frame as the result page's charts
-TABLE_HORIZONS = (12.0, 24.0, 36.0, 60.0)
+TABLE_HORIZONS = DEFAULT_HORIZONS_MONTHS
+GROUP_COLOURS = 3  # classes group-0 ... group-2 in the stylesheet
 
 
 @dataclass(frozen=True)
@@ -201,7 +204,7 @@ class RiskGroupSeries:
     """One risk group: observed Kaplan–Meier step line and band, and the mean predicted curve (SVG points)."""
 
     group: int
-    slot: int  # colour slot in the stylesheet (cycles after three groups)
+    slot: int  # colour of the group in the card's palette (class ``group-<slot>``; cycles after three groups)
     label: str
     short: str  # for the table's row headers
     n: int | None
@@ -248,8 +251,9 @@ def risk_group_chart(curves: Mapping[str, Any]) -> RiskGroupChart | None:
         table = tuple(_at(months, g, h) for h in table_months)
         number = int(g.get("group", i + 1))
         label = _group_label(number, len(groups))
-        series.append(RiskGroupSeries(number, i % 3, label, label.removesuffix(" of predicted risk"), g.get("n"),
-                                      g.get("events"), points(observed), points(band), points(predicted), table))
+        series.append(RiskGroupSeries(number, i % GROUP_COLOURS, label, label.removesuffix(" of predicted risk"),
+                                      g.get("n"), g.get("events"), points(observed), points(band), points(predicted),
+                                      table))
     return RiskGroupChart(WIDTH, HEIGHT, KM_LEFT, KM_RIGHT, KM_TOP, KM_BOTTOM,
                           tuple(Tick(x(m), f"{m:g}") for m in range(0, int(x_max) + 1, step)),
                           tuple(Tick(y(p), f"{p:.0%}") for p in Y_TICKS), tuple(series),
@@ -286,7 +290,9 @@ def _group_label(group: int, count: int) -> str:
 
 # --- the page's figures and the worked example --------------------------------------------------------------
 
-EXAMPLE_TERMS = ("who_grade[2]", "tumor_burden[25-50%]")  # the worked example: grade 2, burden 25-50%, else reference
+# The worked example: the first non-reference level of the first two required categorical covariates (grade 2,
+# burden 25-50%), everything else at the reference (treated with the reference option).
+EXAMPLE_TERMS = tuple(covariate_terms(cov)[0] for cov in COVARIATES if cov.required and not cov.numeric)[:2]
 EXAMPLE_MONTHS = 24.0
 
 

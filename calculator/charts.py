@@ -1,18 +1,29 @@
-"""Geometry of the survival charts, computed on the server so that they show without JavaScript and print.
+"""Geometry of the survival charts, computed on the server so that they show without JavaScript and print, and the
+stylesheet that colours each option.
 
-Pure functions of the prediction; no Flask. The template turns a :class:`Chart` into SVG, and the same numbers go
-into a JSON data island that the page script reads for values on hover.
+Pure functions of the prediction and the definitions; no Flask. The template turns a :class:`Chart` into SVG, and the
+same numbers go into a JSON data island that the page script reads for values on hover.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+from prognosis.covariates import OPTION_STYLES, OPTIONS
+
+Curves = Mapping[str, Mapping[str, Sequence[float | None]]]  # per option: times_months, survival, ci_lower, ci_upper
 
 WIDTH, HEIGHT = 640, 360
 LEFT, RIGHT, TOP, BOTTOM = 56, 624, 16, 308  # the plot box inside the view box
 Y_TICKS = (0.0, 0.25, 0.5, 0.75, 1.0)
+TICK_MONTHS = 12
+# The time axis ends where the curves stop carrying information: once every option's survival has fallen to this
+# (or the last event time, whichever is earlier), the rest would be curves flat at zero.
+INFORMATIVE_SURVIVAL = 0.02
 
 
 @dataclass(frozen=True)
@@ -23,7 +34,8 @@ class Tick:
 
 @dataclass(frozen=True)
 class Series:
-    """One option's curve: ``slot`` picks its colour and dash pattern in the stylesheet."""
+    """One option's curve: ``slot`` is its position in the options, which picks its colour and dash pattern in the
+    stylesheet (class ``option-<slot>``, see :func:`option_stylesheet`)."""
 
     option: str
     slot: int
@@ -55,11 +67,14 @@ class Chart(Frame):
         return {"left": self.left, "right": self.right, "top": self.top, "bottom": self.bottom, "x_max": self.x_max}
 
 
-def survival_chart(curves: Mapping[str, Mapping[str, Sequence[float | None]]], options: Sequence[str]) -> Chart:
-    """Chart of one endpoint: ``curves[option]`` has ``times_months``, ``survival``, ``ci_lower``, ``ci_upper``."""
-    last = max((max(curves[o]["times_months"], default=0.0) for o in options), default=0.0)
-    x_max = max(12.0, 12.0 * math.ceil(last / 12.0))
-    step = 12 if x_max <= 120 else 24
+def survival_chart(curves: Curves, options: Sequence[str]) -> Chart:
+    """Chart of one endpoint: ``curves[option]`` has ``times_months``, ``survival``, ``ci_lower``, ``ci_upper``.
+
+    The time axis runs to :func:`informative_end`, rounded up to a tick; the curves are cut there.
+    """
+    end = informative_end(curves, options)
+    x_max = max(float(TICK_MONTHS), TICK_MONTHS * math.ceil(end / TICK_MONTHS))
+    step = TICK_MONTHS if x_max <= 10 * TICK_MONTHS else 2 * TICK_MONTHS
 
     def x(months: float) -> float:
         return LEFT + (RIGHT - LEFT) * months / x_max
@@ -70,11 +85,13 @@ def survival_chart(curves: Mapping[str, Mapping[str, Sequence[float | None]]], o
     series = []
     for slot, option in enumerate(options):
         curve = curves[option]
-        times = list(curve["times_months"])
-        line = _steps(times, curve["survival"])
+        times = _finite_prefix(curve["times_months"])
+        line = _clip(_steps(times, _finite_prefix(curve["survival"])), x_max)
         # Both bounds over the same times, so that the polygon closes on itself.
-        n = min(_finite_length(curve["ci_lower"]), _finite_length(curve["ci_upper"]))
-        upper, lower = _steps(times[:n], curve["ci_upper"][:n]), _steps(times[:n], curve["ci_lower"][:n])
+        upper_values, lower_values = _finite_prefix(curve["ci_upper"]), _finite_prefix(curve["ci_lower"])
+        n = min(len(upper_values), len(lower_values))
+        upper = _clip(_steps(times, upper_values[:n]), x_max)
+        lower = _clip(_steps(times, lower_values[:n]), x_max)
         band = upper + lower[::-1] if upper and lower else []
         series.append(Series(option, slot, _points(line, x, y), _points(band, x, y)))
 
@@ -83,16 +100,37 @@ def survival_chart(curves: Mapping[str, Mapping[str, Sequence[float | None]]], o
     return Chart(WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM, x_ticks, y_ticks, x_max=x_max, series=tuple(series))
 
 
-def _finite_length(values: Sequence[float | None]) -> int:
-    """Length of the leading run of finite values."""
-    return next((i for i, v in enumerate(values) if v is None or not math.isfinite(v)), len(values))
+def informative_end(curves: Curves, options: Sequence[str]) -> float:
+    """Months up to which the curves carry information: the latest time at which an option's survival first falls
+    to INFORMATIVE_SURVIVAL (an option that never does: its last time), but never past the last time of any curve
+    (the last event time)."""
+    last, ends = 0.0, []
+    for option in options:
+        times = _finite_prefix(curves[option]["times_months"])
+        values = _finite_prefix(curves[option]["survival"])[:len(times)]
+        if not values:
+            continue
+        own_last = times[len(values) - 1]
+        last = max(last, own_last)
+        ends.append(next((t for t, s in zip(times, values, strict=False) if s <= INFORMATIVE_SURVIVAL), own_last))
+    return min(max(ends, default=0.0), last)
 
 
-def _steps(times: Sequence[float], values: Sequence[float | None]) -> list[tuple[float, float]]:
-    """Vertices of a right-continuous step function starting at (0, 1); stops at the first missing value."""
+def _finite_prefix(values: Sequence[float | None]) -> list[float]:
+    """The leading run of finite values (a curve stops at its first missing value: not estimable)."""
+    out = []
+    for value in values:
+        if value is None or not math.isfinite(value):
+            break
+        out.append(float(value))
+    return out
+
+
+def _steps(times: Sequence[float], values: Sequence[float]) -> list[tuple[float, float]]:
+    """Vertices of a right-continuous step function starting at (0, 1), over the given (finite) values."""
     vertices = [(0.0, 1.0)]
     previous = 1.0
-    for time, value in zip(times, values[:_finite_length(values)]):
+    for time, value in zip(times, values, strict=False):
         if time > 0:
             vertices.append((time, previous))
         vertices.append((time, value))
@@ -100,5 +138,41 @@ def _steps(times: Sequence[float], values: Sequence[float | None]) -> list[tuple
     return vertices if len(vertices) > 1 else []
 
 
-def _points(vertices: list[tuple[float, float]], x, y) -> str:
+def _clip(vertices: list[tuple[float, float]], x_max: float) -> list[tuple[float, float]]:
+    """The step vertices up to ``x_max``; a curve that goes on is drawn to the edge at its value there."""
+    kept = [(t, s) for t, s in vertices if t <= x_max]
+    if kept and len(kept) < len(vertices) and kept[-1][0] < x_max:
+        kept.append((x_max, kept[-1][1]))
+    return kept if len(kept) > 1 else []
+
+
+def _points(vertices: list[tuple[float, float]], x: Callable[[float], float], y: Callable[[float], float]) -> str:
     return " ".join(f"{x(t):.1f},{y(s):.1f}" for t, s in vertices)
+
+
+# --- the options' colours -----------------------------------------------------------------------------------
+
+_COLOUR = re.compile(r"#[0-9A-Fa-f]{3,8}|[a-z]+")
+_DASH = re.compile(r"[0-9. ,]*")
+
+
+def option_stylesheet() -> str:
+    """CSS that gives each option (class ``option-<i>``, i its position in OPTIONS) the colour and dash pattern of
+    its OPTION_STYLES entry: lines, bands, legend swatches, table keys and hover dots. Served by the app as a file,
+    so that the page needs no inline style (the CSP allows stylesheets from 'self' only)."""
+    rules = ["/* Generated from OPTION_STYLES (prognosis/definitions.py): each option's colour and dash pattern. */"]
+    for slot, option in enumerate(OPTIONS):
+        style = OPTION_STYLES[option]
+        if not _COLOUR.fullmatch(style.colour) or not _DASH.fullmatch(style.dash):
+            raise ValueError(f"OPTION_STYLES[{option!r}]: not a CSS colour or an SVG dash pattern: {style}")
+        name = re.sub(r"[^\w .+-]", "", option)
+        rules.append(f".option-{slot} {{ stroke: {style.colour}; fill: {style.colour}; }} /* {name} */")
+        rules.append(f".key.option-{slot} {{ background: {style.colour}; }}")
+        if style.dash:
+            rules.append(f".line.option-{slot}, .option-{slot} .swatch line {{ stroke-dasharray: {style.dash}; }}")
+    return "\n".join(rules) + "\n"
+
+
+OPTION_STYLESHEET = option_stylesheet()
+# In the stylesheet's URL, so that it can be cached for good and a change of the definitions gets a new URL.
+OPTION_STYLESHEET_DIGEST = hashlib.sha256(OPTION_STYLESHEET.encode()).hexdigest()[:16]

@@ -1,4 +1,4 @@
-"""The pages: the form, the result (its URL is the permalink), the model card, and health probes."""
+"""The pages: the form, the result (its URL is the permalink), the model card, the options' stylesheet, probes."""
 
 from __future__ import annotations
 
@@ -11,10 +11,19 @@ from flask import Blueprint, abort, current_app, jsonify, redirect, render_templ
 from flask.typing import ResponseReturnValue
 
 from calculator import charts
-from prognosis import scoring
-from prognosis.covariates import COVARIATES, ENDPOINTS, MODALITY, OPTIONS, TUMOR_BURDEN, term_label
-from calculator.forms import PatientForm
+from calculator.forms import PatientForm, number_text, unit_of, with_unit
 from calculator.model_store import ModelLoadError, get_model
+from prognosis import notices, scoring
+from prognosis.covariates import (
+    COVARIATES,
+    ENDPOINTS,
+    MODALITY,
+    MODALITY_WITHIN,
+    OPTIONS,
+    join,
+    options_text,
+    term_label,
+)
 from prognosis.model import Model
 from prognosis.store import verify_directory
 
@@ -23,6 +32,10 @@ bp = Blueprint("views", __name__)
 SENTENCE_MONTHS = 24.0  # the horizon of the plain-language sentences
 TABLE_STEP_MONTHS = 6.0  # rows of the data table behind each chart, up to 20 years (rows past follow-up are dropped)
 TABLE_MONTHS = tuple(TABLE_STEP_MONTHS * k for k in range(1, 41))
+# How scoring's "few similar patients" warning begins (prognosis/scoring.py): the page shows it apart, prominently.
+FEW_SIMILAR_WARNING = "Few similar patients"
+# The generated stylesheet never changes for a given URL (its digest is in it).
+STYLESHEET_MAX_AGE = 365 * 24 * 3600
 
 
 def current_model() -> Model | None:
@@ -36,7 +49,20 @@ def current_model() -> Model | None:
 
 @bp.app_context_processor
 def inject_globals() -> dict[str, Any]:
-    return {"model": current_model(), "endpoints": ENDPOINTS, "options": OPTIONS, "modality": MODALITY}
+    return {"model": current_model(), "endpoints": ENDPOINTS, "options": OPTIONS, "modality": MODALITY,
+            "modality_within": MODALITY_WITHIN, "options_text": options_text, "join": join, "notices": notices,
+            "option_labels": [MODALITY.label_of(option) for option in OPTIONS],
+            "option_styles_digest": charts.OPTION_STYLESHEET_DIGEST}
+
+
+@bp.get("/styles/options.<digest>.css")
+def option_styles(digest: str) -> ResponseReturnValue:
+    """The options' colours and dash patterns, generated from the definitions (calculator/charts.py)."""
+    if digest != charts.OPTION_STYLESHEET_DIGEST:  # a page from before the definitions changed
+        return redirect(url_for(".option_styles", digest=charts.OPTION_STYLESHEET_DIGEST))
+    response = current_app.response_class(charts.OPTION_STYLESHEET, mimetype="text/css")
+    response.headers["Cache-Control"] = f"public, max-age={STYLESHEET_MAX_AGE}, immutable"
+    return response
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -67,6 +93,7 @@ def result() -> ResponseReturnValue:
     # values on a regular grid instead of reading them off the curves.
     prediction = scoring.predict(model, patient, table_months=TABLE_MONTHS)
     survival_charts = {ep: charts.survival_chart(prediction["predictions"][ep], OPTIONS) for ep in ENDPOINTS}
+    few = few_similar(prediction)
     return render_template(
         "result.html",
         form=form,
@@ -74,6 +101,10 @@ def result() -> ResponseReturnValue:
         charts=survival_charts,
         chart_data={ep: chart_data(prediction["predictions"][ep], chart) for ep, chart in survival_charts.items()},
         sentences=sentences(prediction),
+        difference_sentences=difference_sentences(prediction),
+        warnings=sorted_warnings(prediction, model),
+        few_similar=few,
+        similar=similar_text(prediction, model),
         inputs=described_inputs(form, prediction),
         query=form.query(),
     )
@@ -150,9 +181,90 @@ def chart_data(curves: dict[str, dict], chart: charts.Chart) -> dict[str, Any]:
             "curves": {option: {key: curves[option][key] for key in keys} for option in OPTIONS}}
 
 
+def few_similar(prediction: dict) -> list[str]:
+    """The options whose estimates rest on few patients like this one (scoring's threshold)."""
+    return [option for option, count in prediction["similar_patients"].items()
+            if count < scoring.FEW_SIMILAR_PATIENTS]
+
+
+def sorted_warnings(prediction: dict, model: Model) -> dict[str, list[str]]:
+    """Scoring's warnings by where the page shows them: ``few`` prominently at the top, ``other`` in the list.
+
+    The observational caveat and the synthetic notice are left out: the page shows them in its caveat and its
+    banner, which every page of a synthetic model carries.
+    """
+    shown_elsewhere = {notices.OBSERVATIONAL}
+    if model.data_source == "synthetic":
+        shown_elsewhere.add(notices.synthetic_notice(model.evidence_patients))
+    warnings = [w for w in prediction["warnings"] if w not in shown_elsewhere]
+    few = [w for w in warnings if w.startswith(FEW_SIMILAR_WARNING)]
+    # Under a heading of its own, the warning goes without its first words.
+    headed = [_capitalized(w.removeprefix(FEW_SIMILAR_WARNING).lstrip(": ")) for w in few]
+    return {"few": headed, "other": [w for w in warnings if w not in few]}
+
+
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def similar_text(prediction: dict, model: Model) -> str:
+    """Who the estimates rest on: patients like this one (same level of MODALITY_WITHIN) by option."""
+    level = prediction["inputs"][MODALITY_WITHIN.name]
+    scale = (f", counted at the size of the original study ({model.evidence_patients} patients)"
+             if model.evidence_patients else "")
+    counts = join([f"{scoring.patients_text(count)} received {option}"
+                   for option, count in prediction["similar_patients"].items()])
+    return (f"Among patients with {MODALITY_WITHIN.label_of(level).lower()} in the data behind this model{scale}, "
+            f"{counts}.")
+
+
+def years_text(months: float) -> str:
+    return f"{months / 12:g} year{'' if months == 12 else 's'}" if months % 12 == 0 else f"{months:g} months"
+
+
+def _in_100(p: float) -> tuple[str, str]:
+    """A probability as a count out of 100 patients, and which end it rounds to ('low': fewer than 1, 'high': more
+    than 99; '' otherwise), so that no text shows a rounded 0 or 100 that is not."""
+    count = round(100 * p)
+    if count <= 0:
+        return "fewer than 1", "low"
+    if count >= 100 and p < 1.0:
+        return "more than 99", "high"
+    return f"{count}", "high" if count >= 100 else ""
+
+
+def interval_in_100(lower: float, upper: float, per: str = "") -> str:
+    """A 95% interval out of 100 patients that never reads '0–0': 'up to 3', '97 or more', 'below 1' at the ends."""
+    (low, low_end), (high, high_end) = _in_100(lower), _in_100(upper)
+    if high_end == "low":
+        return f"95% interval: below 1{per}"
+    if low_end == "high":
+        return f"95% interval: above 99{per}"
+    if low_end == "low" and high_end == "high":
+        return f"95% interval: from fewer than 1 to more than 99{per}"
+    if low_end == "low":
+        return f"95% interval: up to {high}{per}"
+    if high_end == "high":
+        return f"95% interval: {low}{per} or more"
+    return f"95% interval {low}–{high}{per}"
+
+
+def survival_sentence(option: str, endpoint: Any, point: dict, years: str) -> str:
+    """'Of 100 patients with these characteristics who received SIRT in the data behind this model, about 46 were
+    free of hepatic progression at 2 years (95% interval 38–53).' At the ends: 'fewer than 1 in 100'."""
+    who = f"patients with these characteristics who received {option} in the data behind this model"
+    count, end = _in_100(point["survival"])
+    if end:
+        interval = interval_in_100(point["ci_lower"], point["ci_upper"], " in 100")
+        return f"Of {who}, {count} in 100 were {endpoint.free_of} at {years} ({interval})."
+    verb = "was" if count == "1" else "were"
+    interval = interval_in_100(point["ci_lower"], point["ci_upper"])
+    return f"Of 100 {who}, about {count} {verb} {endpoint.free_of} at {years} ({interval})."
+
+
 def sentences(prediction: dict) -> dict[str, list[str]]:
-    """One plain-language sentence per endpoint and option, at SENTENCE_MONTHS."""
-    years = f"{SENTENCE_MONTHS / 12:g} years"
+    """One plain-language sentence per endpoint and option, at SENTENCE_MONTHS, saying whom the numbers are about."""
+    years = years_text(SENTENCE_MONTHS)
     out: dict[str, list[str]] = {}
     for name, endpoint in ENDPOINTS.items():
         out[name] = []
@@ -161,27 +273,51 @@ def sentences(prediction: dict) -> dict[str, list[str]]:
             point = next((p for p in landmarks if p["months"] == SENTENCE_MONTHS), None)
             if point is None or point["survival"] is None:
                 out[name].append(f"For {option}, {endpoint.label.lower()} at {years} cannot be estimated: it lies "
-                                 "beyond the follow-up of the training data.")
+                                 "beyond the follow-up of the data behind this model.")
                 continue
-            n, low, high = (round(100 * point[k]) for k in ("survival", "ci_lower", "ci_upper"))
-            out[name].append(f"Of 100 patients like this treated with {option}, about {n} "
-                             f"{'is' if n == 1 else 'are'} expected to be {endpoint.free_of} at {years} "
-                             f"(95% interval {low}–{high}).")
+            out[name].append(survival_sentence(option, endpoint, point, years))
+    return out
+
+
+def difference_sentences(prediction: dict) -> dict[str, list[str]]:
+    """Each comparison at SENTENCE_MONTHS, in words that compare patients, not treatments: 'higher / lower in
+    patients who received …'."""
+    years = years_text(SENTENCE_MONTHS)
+    out: dict[str, list[str]] = {}
+    for name, endpoint in ENDPOINTS.items():
+        out[name] = []
+        for contrast in prediction["contrasts"][name]:
+            d = next((d for d in contrast["survival_difference"] if d["months"] == SENTENCE_MONTHS), None)
+            if d is None or d["estimate"] is None:
+                continue
+            a, b = contrast["a"], contrast["b"]
+            interval = f"95% interval {signed(d['ci_lower'])} to {signed(d['ci_upper'])} points"
+            points = round(100 * abs(d["estimate"]))
+            if points == 0:
+                out[name].append(f"At {years}, the share {endpoint.free_of} was about the same in patients with these "
+                                 f"characteristics who received {a} as in those who received {b} ({interval}).")
+                continue
+            direction = "higher" if d["estimate"] > 0 else "lower"
+            out[name].append(f"At {years}, the share {endpoint.free_of} was {points} percentage point"
+                             f"{'' if points == 1 else 's'} {direction} in patients with these characteristics who "
+                             f"received {a} than in those who received {b} ({interval}).")
     return out
 
 
 def described_inputs(form: PatientForm, prediction: dict) -> list[tuple[str, str]]:
     """(label, value) of each input as the model understood it; the warnings say how unknowns were handled."""
     rows = []
-    pct = form.burden_pct()
     for cov in COVARIATES:
         level = prediction["inputs"][cov.name]
         if level is None:
             value = "Unknown"
+        elif cov.numeric:
+            value = with_unit(float(level), unit_of(cov))
         else:
             value = cov.label_of(level)
-            if cov is TUMOR_BURDEN and pct is not None:
-                value += f" (from {pct:g}%)"
+            entered = form.entered(cov)
+            if entered is not None and cov.alternative is not None:
+                value += f" (from {with_unit(entered, unit_of(cov.alternative))})"
         rows.append((cov.label, value))
     return rows
 
@@ -189,13 +325,34 @@ def described_inputs(form: PatientForm, prediction: dict) -> list[tuple[str, str
 # --- number formats used by the templates -------------------------------------------------------------------
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and not math.isfinite(value))
+    return _finite(value) is None
+
+
+def _finite(value: Any) -> float | None:
+    """A number as a finite float; None when missing or not finite (not estimable)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 @bp.app_template_filter()
 def pct(value: float | None) -> str:
-    """0.456 → '46%'; None → 'n.e.' (not estimable)."""
-    return "n.e." if _missing(value) else f"{100 * value:.0f}%"
+    """0.456 → '46%'; 0.003 → '<1%', 0.997 → '>99%' (never a rounded 0% or 100% that is not); None → 'n.e.'."""
+    x = _finite(value)
+    if x is None:
+        return "n.e."
+    text = f"{100 * x:.0f}"
+    if text == "0" and x > 0.0:
+        return "<1%"
+    if text == "100" and x < 1.0:
+        return ">99%"
+    return f"{text}%"
+
+
+@bp.app_template_filter("number")
+def number(value: float) -> str:
+    """A number entered in the form, as typed without trailing zeros: 30.0 → '30'."""
+    return number_text(value)
 
 
 @bp.app_template_filter()
@@ -209,8 +366,9 @@ def survival_ci(point: dict) -> str:
 @bp.app_template_filter()
 def months_ci(value: dict, missing: str = "not estimable", missing_bound: str = "n.e.") -> str:
     """Months with an interval, as '23.4 (18.0–30.2)'; for a median pass 'not reached', 'n.r.'."""
-    def one(x: float | None) -> str:
-        return missing_bound if _missing(x) else f"{x:.1f}"
+    def one(v: float | None) -> str:
+        x = _finite(v)
+        return missing_bound if x is None else f"{x:.1f}"
     if _missing(value.get("estimate")):
         return missing
     return f"{one(value['estimate'])} ({one(value['ci_lower'])}–{one(value['ci_upper'])})"
@@ -222,22 +380,28 @@ def difference_ci(value: dict, scale: float = 100.0, digits: int = 0) -> str:
     if _missing(value.get("estimate")):
         return "not estimable"
 
-    def one(x: float | None) -> str:
-        if _missing(x):
-            return "n.e."
-        rounded = round(scale * x, digits) + 0.0  # + 0.0 turns -0.0 into 0.0
-        return f"{rounded:.{digits}f}" if rounded == 0 else f"{rounded:+.{digits}f}".replace("-", "−")
+    def one(v: float | None) -> str:
+        x = _finite(v)
+        return "n.e." if x is None else signed(x, scale, digits)
     return f"{one(value['estimate'])} ({one(value['ci_lower'])} to {one(value['ci_upper'])})"
+
+
+def signed(x: float, scale: float = 100.0, digits: int = 0) -> str:
+    """A difference with its sign, as '+5' or '−3' (a typographic minus); '0' when it rounds to zero."""
+    rounded = round(scale * x, digits) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return f"{rounded:.{digits}f}" if rounded == 0 else f"{rounded:+.{digits}f}".replace("-", "−")
 
 
 @bp.app_template_filter()
 def ratio(value: float | None) -> str:
-    return "–" if _missing(value) else f"{value:.2f}"
+    x = _finite(value)
+    return "–" if x is None else f"{x:.2f}"
 
 
 @bp.app_template_filter()
 def p_value(value: float | None) -> str:
-    return "–" if _missing(value) else ("< 0.001" if value < 0.001 else f"{value:.3f}")
+    x = _finite(value)
+    return "–" if x is None else ("< 0.001" if x < 0.001 else f"{x:.3f}")
 
 
 @bp.app_template_global()

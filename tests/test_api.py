@@ -9,7 +9,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from calculator import api
-from prognosis.covariates import COVARIATES, DEFAULT_HORIZONS_MONTHS, ENDPOINTS, OPTIONAL, OPTIONS, REQUIRED
+from prognosis import notices
+from prognosis.covariates import (
+    COVARIATES,
+    DEFAULT_HORIZONS_MONTHS,
+    ENDPOINTS,
+    OPTIONAL,
+    OPTIONS,
+    REQUIRED,
+    Covariate,
+    options_text,
+)
+from prognosis.spec import NUMERIC
 
 URL = "/api/v1/predict"
 GOOD = {"who_grade": 2, "tumor_burden": "25-50%", "prior_resection_ablation": True}
@@ -111,7 +122,7 @@ def test_a_good_request_answers_with_the_contract(client):
             assert [p["months"] for p in curve["landmarks"]] == list(DEFAULT_HORIZONS_MONTHS)
             assert all(set(p) == {"months", "survival", "ci_lower", "ci_upper"} for p in curve["landmarks"])
     assert isinstance(body["warnings"], list) and all(isinstance(w, str) for w in body["warnings"])
-    assert body["inputs"] == {**GOOD, **{name: None for name in OPTIONAL}}
+    assert body["inputs"] == {**GOOD, **dict.fromkeys(OPTIONAL)}
     assert len(response.data) < 100_000
 
 
@@ -128,7 +139,7 @@ def test_horizons_and_every_optional_input(client):
 
 def test_null_and_absent_optional_inputs_are_the_same(client):
     absent = post_json(client, GOOD).json
-    null = post_json(client, {**GOOD, **{name: None for name in OPTIONAL}}).json
+    null = post_json(client, {**GOOD, **dict.fromkeys(OPTIONAL)}).json
     assert absent == null
 
 
@@ -244,3 +255,46 @@ def test_every_valid_body_scores(app):
                 assert [p["months"] for p in response.json["predictions"][endpoint][option]["landmarks"]] == months
 
     check()
+
+
+# --- numeric covariates and the texts every answer carries --------------------------------------------------------
+
+KI67 = Covariate(name="ki67_index", label="Ki-67 index", required=True, help="Ki-67 proliferation index.",
+                 kind=NUMERIC, unit="%", minimum=0.0, maximum=100.0)
+
+
+@pytest.mark.parametrize(("value", "level"), [(12.5, "12.5"), (0, "0.0"), (100, "100.0"), (100.5, None), (-1, None),
+                                              (True, None), ("12", None), (None, None), ([12], None),
+                                              (10**400, None)])
+def test_a_numeric_covariate_takes_a_json_number_within_its_range(value, level):
+    assert api._level(KI67, value) == level
+    assert api.json_type(KI67) == "number"
+    if level is not None:
+        assert api.to_json_value(KI67, level) == float(value)
+
+
+def test_a_numeric_covariate_is_documented_with_its_range():
+    schema = api._covariate_schema(KI67)
+    assert schema["type"] == "number" and schema["minimum"] == 0.0 and schema["maximum"] == 100.0
+    assert "In %." in schema["description"]
+    assert api._expected(KI67) == "a number at least 0 and at most 100 (%)"
+    assert api.json_levels(KI67) == [0.0, 50.0, 100.0]
+    optional = Covariate(name="x", label="X", required=True, help="", kind=NUMERIC)
+    assert api._covariate_schema(optional)["type"] == "number" and "minimum" not in api._covariate_schema(optional)
+
+
+def test_the_openapi_document_names_options_endpoints_and_their_definitions(client):
+    info = client.get("/api/v1/openapi.json").json["info"]["description"]
+    assert options_text("or") in info and notices.OBSERVATIONAL in info
+    for endpoint in ENDPOINTS.values():
+        assert endpoint.label.lower() in info and endpoint.definition in info
+
+
+def test_every_answer_carries_the_observational_caveat_and_the_synthetic_notice(app):
+    from calculator.model_store import get_model
+
+    with app.app_context():
+        evidence = get_model().evidence_patients
+    body = post_json(app.test_client(), GOOD).json
+    assert evidence and notices.OBSERVATIONAL in body["warnings"]
+    assert notices.synthetic_notice(evidence) in body["warnings"]

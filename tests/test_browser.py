@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from calculator import create_app
-from prognosis.covariates import ENDPOINTS, OPTIONS
+from prognosis.covariates import ENDPOINTS, MODALITY_WITHIN, OPTION_STYLES, OPTIONS
 
 pytestmark = pytest.mark.browser
 
@@ -242,3 +243,53 @@ def test_the_model_card_shows_every_section_and_figure(watched, base_url):
     assert fill == "rgb(0, 114, 178)"
     assert w.errors == []
     shot(page, "07-model-card")
+
+
+def rgb(hex_colour: str) -> str:
+    """'#0072B2' as getComputedStyle writes it: 'rgb(0, 114, 178)'."""
+    digits = hex_colour.lstrip("#")
+    if len(digits) == 3:
+        digits = "".join(c * 2 for c in digits)
+    return "rgb({}, {}, {})".format(*(int(digits[i:i + 2], 16) for i in (0, 2, 4)))
+
+
+def test_a_grade_3_result_says_how_little_evidence_there_is_and_prints_on_one_page(watched, base_url):
+    page = watched().page
+    top = MODALITY_WITHIN.levels[-1]
+    page.goto(f"{base_url}/result?{MODALITY_WITHIN.name}={top}&tumor_burden=%3C25%25&prior_resection_ablation=0")
+    # Few similar patients: a box of its own, above the charts.
+    box = page.locator("aside.few-similar")
+    assert box.is_visible() and "Few similar patients" in box.inner_text()
+    assert box.bounding_box()["y"] < page.locator("svg.chart").first.bounding_box()["y"]
+    # Each endpoint's definition beside its chart; the observational caveat once, near the top.
+    for name, endpoint in ENDPOINTS.items():
+        assert page.locator(f"#{name} p.definition").inner_text().endswith(endpoint.definition)
+    assert page.get_by_text("Treatment was not randomized", exact=False).count() == 1
+    # Colours from the definitions' OPTION_STYLES, through the generated stylesheet.
+    for slot, option in enumerate(OPTIONS):
+        line = page.locator(f'svg.chart polyline.line[data-option="{option}"]').first
+        assert line.evaluate("e => getComputedStyle(e).stroke") == rgb(OPTION_STYLES[option].colour)
+        assert f"option-{slot}" in line.get_attribute("class")
+    # The time axis ends where the curves stop carrying information, and values still read at its end.
+    chart = page.locator("svg.chart").first
+    x_max = json.loads(page.locator("script.chart-data").first.text_content())["geometry"]["x_max"]
+    assert chart.locator(".axis text").all_text_contents()[-3] == f"{x_max:g}"  # the last tick, before the titles
+    chart.focus()
+    page.keyboard.press("End")
+    assert page.locator(".readout").first.inner_text().startswith(f"At {x_max:g} months: ")
+    assert "about 0 " not in page.locator("main").inner_text()
+    shot(page, "08-result-grade-3")
+    page.emulate_media(media="print")
+    page.set_viewport_size({"width": 718, "height": 1047})
+    assert page.locator("aside.few-similar").is_visible()
+    pdf = page.pdf(path=str(ARTIFACTS / "08-print-grade-3.pdf"), format="A4", print_background=True)
+    assert len(re.findall(rb"/Type\s*/Page(?!s)", pdf)) == 1
+
+
+def test_the_model_card_shows_standard_errors_beside_the_published_ones(watched, base_url):
+    page = watched().page
+    page.goto(base_url + "/model")
+    table = page.locator("table.estimates").first
+    assert table.locator("th", has_text="Published SE").is_visible()
+    assert table.locator("td.se-ratio").count() > 0
+    assert page.locator("p.se-agreement").count() == len(ENDPOINTS)

@@ -8,8 +8,9 @@ import re
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from prognosis.covariates import COVARIATES, OPTIONAL
-from calculator.forms import PatientForm
+from calculator.forms import AlternativeField, NumberField, PatientForm
+from prognosis.covariates import COVARIATES, OPTIONAL, Covariate
+from prognosis.spec import NUMERIC
 from tests.conftest import VALID_FORM
 
 
@@ -47,7 +48,7 @@ def test_optional_inputs_default_to_unknown_and_required_ones_to_nothing(client)
     ({"tumor_burden": "<25%", "prior_resection_ablation": "0"}, "who_grade", "Required"),
     ({**VALID_FORM, "who_grade": "4"}, "who_grade", "Choose one of the listed options"),
     ({**VALID_FORM, "who_grade": ""}, "who_grade", "Required"),
-    ({"who_grade": "1", "prior_resection_ablation": "1"}, "tumor_burden", "choose a category or enter a percentage"),
+    ({"who_grade": "1", "prior_resection_ablation": "1"}, "tumor_burden", "choose a category or enter a number"),
     ({**VALID_FORM, "tumor_burden": "huge"}, "tumor_burden", "Choose one of the listed options"),
     ({**VALID_FORM, "tumor_burden_pct": "abc"}, "tumor_burden_pct", "Enter a number from 0 to 100"),
     ({**VALID_FORM, "tumor_burden_pct": "130"}, "tumor_burden_pct", "Enter a number from 0 to 100"),
@@ -110,3 +111,53 @@ def test_inputs_in_the_query_string_prefill_the_form(client):
     page = client.get("/?who_grade=3&tumor_type=bronchial").get_data(as_text=True)
     assert checked(page, "who_grade", "3") and checked(page, "tumor_type", "bronchial")
     assert "field-error" not in page
+
+
+# --- fields built from the definitions, whatever their kind (issue 10.3) ----------------------------------------
+
+KI67 = Covariate(name="ki67_index", label="Ki-67 index", required=True, help="Ki-67 proliferation index.",
+                 kind=NUMERIC, unit="%", minimum=0.0, maximum=100.0)
+
+
+@pytest.fixture
+def with_ki67(monkeypatch):
+    """The form as it would be built if the definitions had a numeric covariate, Ki-67 index (0-100%)."""
+    from calculator import forms
+
+    monkeypatch.setattr(forms, "COVARIATES", (*COVARIATES, KI67))
+    monkeypatch.setattr(PatientForm, KI67.name, NumberField(KI67), raising=False)
+    return KI67
+
+
+def test_every_alternative_entry_gets_its_own_field():
+    alternatives = [cov for cov in COVARIATES if cov.alternative is not None]
+    assert alternatives  # tumor burden as a percentage
+    for cov in alternatives:
+        field = getattr(PatientForm, cov.alternative.name)  # declared after its covariate's field
+        assert field.field_class is AlternativeField and field.args[0] is cov
+
+
+def test_a_numeric_covariate_gets_a_number_input_on_the_page(client, with_ki67):
+    page = client.get("/").get_data(as_text=True)
+    tag = re.search(r'<input[^>]*name="ki67_index"[^>]*>', page).group(0)
+    for attribute in ('type="number"', 'min="0"', 'max="100"', 'step="any"', 'id="ki67_index"',
+                      'aria-describedby="ki67_index-help"'):
+        assert attribute in tag, attribute
+    assert '<label class="number-label" for="ki67_index">Ki-67 index' in page and KI67.help in page
+    assert page.index('name="ki67_index"') < page.index('id="optional-heading"')  # a required input
+
+
+@pytest.mark.parametrize(("value", "error"), [
+    ("12.5", None), ("0", None), ("100 %", None), ("12,5", None),
+    ("", "Required: enter a number."), ("abc", "Enter a number from 0 to 100%."),
+    ("101", "Enter a number from 0 to 100%."), ("-1", "Enter a number from 0 to 100%."),
+    ("nan", "Enter a number from 0 to 100%."), ("inf", "Enter a number from 0 to 100%."),
+])
+def test_a_numeric_covariate_is_validated_within_its_range(app, with_ki67, value, error):
+    form = form_for(app, {**VALID_FORM, "ki67_index": value})
+    if error is None:
+        assert not form.errors
+        assert float(form.patient()["ki67_index"]) == float(value.rstrip(" %").replace(",", "."))
+        assert form.query()["ki67_index"] == f"{float(value.rstrip(' %').replace(',', '.')):g}"
+    else:
+        assert form.errors == {"ki67_index": [error]}

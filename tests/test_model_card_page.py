@@ -187,9 +187,9 @@ def test_kaplan_meier_curves_by_predicted_risk_group(client, model_dir):
     for name in ("hpfs", "os"):
         groups = validation[name]["risk_group_curves"]["groups"]
         figure = svg(page, f"km-{name}-title")
-        assert len(re.findall(r'<polyline class="km-observed slot-\d"', figure)) == len(groups)
-        assert len(re.findall(r'<polyline class="km-predicted slot-\d"', figure)) == len(groups)
-        assert len(re.findall(r'<polygon class="band slot-\d"', figure)) == len(groups)
+        assert len(re.findall(r'<polyline class="km-observed group-\d"', figure)) == len(groups)
+        assert len(re.findall(r'<polyline class="km-predicted group-\d"', figure)) == len(groups)
+        assert len(re.findall(r'<polygon class="band group-\d"', figure)) == len(groups)
     assert page.count('<table class="card-table risk-group-table">') == 2
 
 
@@ -343,3 +343,93 @@ def test_calibration_and_risk_group_figures_tolerate_missing_values():
          "ci_upper": [1.0, 0.95, None], "predicted": [1.0, 0.85, 0.7]}]})
     assert chart is not None and chart.series[0].observed.count(",") == 3  # (0,1) (1,1) (1,0.8): up to the gap
     assert chart.table_months == ()
+
+
+# --- what the card says about its evidence (issue 8) ------------------------------------------------------------
+
+def endpoint_block(page: str, name: str) -> str:
+    """One endpoint's part of the hazard-ratio section."""
+    start = page.index(f'<section class="card-endpoint" aria-labelledby="card-{name}-heading">')
+    return page[start:page.index("</section>", start)]
+
+
+def test_each_multivariate_term_shows_its_se_beside_the_published_one(client, model_dir):
+    page = get_page(client)
+    card = card_of(model_dir)
+    hazard = section(page, "hazard-ratios")
+    for name, ep in card["endpoints"].items():
+        block = endpoint_block(hazard, name)
+        table = block[block.index('<table class="estimates">'):block.index("</table>")]
+        assert "SE of log HR" in table and "Published SE" in table and "SE ratio" in table
+        rows = re.findall(r"<tr>\s*<th scope=\"row\">.*?</tr>", table, re.S)
+        assert len(rows) == len(ep["multivariate"])
+        for row, term in zip(rows, ep["multivariate"], strict=True):
+            assert f'<td class="se">{term["se"]:.3f}</td>' in row
+            if "published_se" in term:
+                assert f'<td class="published published-se">{term["published_se"]:.3f}</td>' in row
+                assert f'<td class="published se-ratio">{term["se_ratio"]:.2f}</td>' in row
+            else:
+                assert '<td class="published published-se">–</td>' in row
+        agreement = ep["published_se_agreement"]
+        assert re.search(rf"over the {agreement['terms']} multivariate terms whose published SE\s+can be recovered: "
+                         rf"median ratio <strong>{agreement['median_ratio']:.2f}</strong>", block)
+
+
+def test_the_card_shows_the_evidence_size_and_the_attribution(client, model_dir):
+    page = get_page(client)
+    card = card_of(model_dir)
+    assert card["data"]["evidence_patients"]
+    assert f"<dt>Evidence size</dt><dd>{card['data']['evidence_patients']} patients" in section(page, "data")
+    attribution = card["published"]["attribution"]
+    header = page[page.index('<header class="card-header">'):page.index("</header>", page.index("card-header"))]
+    hazard = html.unescape(section(page, "hazard-ratios"))
+    assert attribution in html.unescape(header) and attribution in hazard
+    assert card["published"]["se_note"] in hazard
+
+
+def test_each_outcome_has_its_definition(client, model_dir):
+    outcomes = section(get_page(client), "outcomes")
+    for name, out in card_of(model_dir)["outcomes"].items():
+        assert f'<td class="definition">{out["definition"]}</td>' in html.unescape(outcomes), name
+    assert "cause-specific" in outcomes
+
+
+def test_missing_data_and_unknown_inputs_are_described(client, model_dir):
+    missing = html.unescape(section(get_page(client), "missing-data"))
+    card = card_of(model_dir)
+    assert card["missing_data"]["method"] == "complete_case"
+    assert "<dt>Method</dt><dd>Complete-case analysis</dd>" in missing
+    assert card["missing_data"]["description"] in missing
+    assert "Unknown inputs at prediction time" in missing and card["unknown_inputs"] in missing
+
+
+def test_multiple_imputation_shows_its_numbers(app, monkeypatch):
+    from calculator import views
+
+    with app.app_context():
+        model = views.get_model()
+    terms = [row["term"] for row in model.card["endpoints"]["hpfs"]["multivariate"]]
+    fmi = {name: {term: 0.01 * (i + 1) for i, term in enumerate(terms)} for name in model.card["endpoints"]}
+    monkeypatch.setitem(model.card, "missing_data", {
+        "method": "multiple_imputation", "imputations": 20, "rows_imputed": 431,
+        "imputed_columns": ["tumor_type", "cytotoxic"], "fraction_missing_information": fmi})
+    missing = section(get_page(app.test_client()), "missing-data")
+    assert "<dd>Multiple imputation</dd>" in missing
+    assert "<dt>Imputations</dt><dd>20</dd>" in missing and "<dt>Rows imputed</dt><dd>431</dd>" in missing
+    assert "<code>tumor_type</code>, <code>cytotoxic</code>" in missing
+    table = missing[missing.index('<table class="card-table fraction-missing">'):missing.index("</table>")]
+    assert len(re.findall(r'<tr><th scope="row">', table)) == len(terms)
+    assert f"<td>{0.01 * len(terms):.3f}</td>" in table
+    assert "not available" not in missing
+
+
+def test_an_older_card_with_missing_data_as_text_renders_it(app, monkeypatch):
+    from calculator import views
+
+    with app.app_context():
+        model = views.get_model()
+    monkeypatch.setitem(model.card, "missing_data", "Complete-case analysis, as written by an older version.")
+    monkeypatch.delitem(model.card, "unknown_inputs")
+    missing = section(get_page(app.test_client()), "missing-data")
+    assert "as written by an older version" in missing
+    assert "Handling of unknown inputs: not available" in missing

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import ast
+import html
+import json
+import math
 import re
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
-from calculator.forms import unit_of
 from calculator.security import CONTENT_SECURITY_POLICY
-from prognosis.covariates import BY_NAME, ENDPOINTS, OPTIONS
+from prognosis import notices
+from prognosis.covariates import (
+    BY_NAME,
+    COMPARISONS,
+    ENDPOINTS,
+    MODALITY,
+    MODALITY_WITHIN,
+    OPTION_STYLES,
+    OPTIONS,
+    options_text,
+)
 from tests.conftest import VALID_FORM
 
 
@@ -73,7 +87,7 @@ def test_the_permalink_reproduces_the_result(client):
     direct = client.get("/result?who_grade=2&tumor_burden_pct=30&prior_resection_ablation=0&biologic=1")
     assert direct.status_code == 200
     assert direct.get_data(as_text=True) == posted
-    assert f"25-50% (from 30{unit_of(BY_NAME['tumor_burden'].alternative)})" in posted
+    assert "25-50% (from 30%)" in posted
 
 
 def test_an_invalid_permalink_shows_the_form_with_messages(client):
@@ -232,3 +246,271 @@ def test_responses_with_patient_inputs_are_not_stored(client):
         .headers["Cache-Control"] == "no-store"
     assert client.post("/", data=VALID_FORM).headers["Cache-Control"] == "no-store"
     assert client.post("/api/v1/predict", json={}).headers["Cache-Control"] == "no-store"
+
+
+# --- one source of truth: options, endpoints and colours come from the definitions (issue 10.3) -----------------
+
+REPO = Path(__file__).resolve().parent.parent
+WEB_MODULES = ("views", "forms", "api", "charts", "card_figures")
+
+
+def _string_literals(path: Path) -> list[str]:
+    """The string constants of a module, docstrings left out."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_templates_static_files_and_web_code_name_no_option_or_endpoint():
+    names = [*OPTIONS, *ENDPOINTS, *(ep.short for ep in ENDPOINTS.values()),
+             *(ep.label for ep in ENDPOINTS.values())]
+    words = re.compile("|".join(rf"(?<![\w-]){re.escape(name)}(?![\w-])" for name in names))
+    sources = [*(REPO / "templates").rglob("*.html"), *(REPO / "calculator" / "static").rglob("*.css"),
+               *(REPO / "calculator" / "static").rglob("*.js")]
+    for path in sources:
+        text = path.read_text(encoding="utf-8")
+        assert words.search(text) is None, (path.name, words.search(text))
+        assert not re.search(r"slot-\d|--slot", text), path.name  # no fixed colour slots for the options
+    for module in WEB_MODULES:
+        for literal in _string_literals(REPO / "calculator" / f"{module}.py"):
+            assert words.search(literal) is None, (module, literal)
+
+
+def test_the_rendered_pages_name_the_options_and_endpoints_of_the_definitions(client):
+    form = html.unescape(client.get("/").get_data(as_text=True))
+    assert f"Predicted outcomes of {options_text()}" in form
+    for option in OPTIONS:
+        assert MODALITY.label_of(option) in form
+    for endpoint in ENDPOINTS.values():
+        assert endpoint.label.lower() in form
+    page = html.unescape(result_page(client))
+    assert f"<h1>Predicted outcomes of {options_text()}</h1>" in page
+    for endpoint in ENDPOINTS.values():
+        assert f"{endpoint.label}: predicted curves under {options_text()}" in page
+    for a, b in COMPARISONS:
+        assert page.count(f'<th scope="row">{a} vs {b}</th>') == len(ENDPOINTS)
+
+
+def stylesheet_url(page: str) -> str:
+    return re.search(r'<link rel="stylesheet" href="(/styles/options\.[0-9a-f]+\.css)">', page).group(1)
+
+
+def test_option_colours_come_from_option_styles_in_a_long_cached_stylesheet(client):
+    page = result_page(client)
+    url = stylesheet_url(page)
+    assert stylesheet_url(client.get("/").get_data(as_text=True)) == url  # every page links the same file
+    response = client.get(url)
+    assert response.status_code == 200 and response.mimetype == "text/css"
+    cache = response.headers["Cache-Control"]
+    assert "immutable" in cache and int(re.search(r"max-age=(\d+)", cache).group(1)) >= 365 * 24 * 3600
+    css = response.get_data(as_text=True)
+    for slot, option in enumerate(OPTIONS):
+        style = OPTION_STYLES[option]
+        assert f".option-{slot} {{ stroke: {style.colour}; fill: {style.colour}; }}" in css
+        assert f".key.option-{slot} {{ background: {style.colour}; }}" in css
+        if style.dash:
+            assert f".line.option-{slot}, .option-{slot} .swatch line {{ stroke-dasharray: {style.dash}; }}" in css
+        assert f'<polyline class="line option-{slot}" data-option="{option}"' in page
+        assert f'<span class="key option-{slot}" aria-hidden="true"></span>{option}</th>' in page
+    static = (REPO / "calculator" / "static" / "css" / "calculator.css").read_text(encoding="utf-8")
+    assert ".option-" not in static  # the options' colours live in one place
+    # A page from before the definitions changed asks for an old digest: it gets the current file.
+    stale = client.get("/styles/options.0000000000000000.css")
+    assert stale.status_code == 302 and stale.headers["Location"].endswith(url)
+
+
+def test_a_fourth_option_gets_its_colour_and_a_curve(monkeypatch):
+    from calculator import charts
+    from prognosis.spec import OptionStyle
+
+    options = (*OPTIONS, "PRRT")
+    monkeypatch.setattr(charts, "OPTIONS", options)
+    monkeypatch.setattr(charts, "OPTION_STYLES", {**OPTION_STYLES, "PRRT": OptionStyle("#CC79A7", "6 2 1 2")})
+    css = charts.option_stylesheet()
+    assert ".option-3 { stroke: #CC79A7; fill: #CC79A7; } /* PRRT */" in css
+    assert ".line.option-3, .option-3 .swatch line { stroke-dasharray: 6 2 1 2; }" in css
+    curve = {"times_months": [0.0, 5.0, 20.0], "survival": [1.0, 0.8, 0.5], "ci_lower": [1.0, 0.7, 0.4],
+             "ci_upper": [1.0, 0.9, 0.6]}
+    chart = charts.survival_chart(dict.fromkeys(options, curve), options)
+    assert [(s.option, s.slot) for s in chart.series] == list(zip(options, range(4), strict=True))
+    monkeypatch.setattr(charts, "OPTION_STYLES", {**OPTION_STYLES, "PRRT": OptionStyle("red;} body{x:1")})
+    with pytest.raises(ValueError, match="not a CSS colour"):
+        charts.option_stylesheet()
+
+
+# --- what the page says (issue 8) --------------------------------------------------------------------------------
+
+def endpoint_section(page: str, name: str) -> str:
+    start = page.index(f'<section class="endpoint" id="{name}"')
+    return page[start:page.index("</section>", start)]
+
+
+def test_each_endpoint_chart_has_its_definition_beside_it(client):
+    page = result_page(client)
+    for name, endpoint in ENDPOINTS.items():
+        section = endpoint_section(page, name)
+        definition = section.index(html.escape(endpoint.definition))
+        assert definition < section.index('<figure class="chart-figure"')
+    hpfs = html.unescape(endpoint_section(page, "hpfs"))
+    assert "censored" in hpfs and "not of being alive and progression-free" in hpfs
+
+
+def test_the_caveat_is_the_observational_notice_shown_once_and_the_banner_the_synthetic_one(client, app):
+    from calculator import views
+
+    with app.app_context():
+        model = views.get_model()
+    page = html.unescape(result_page(client))
+    caveat = page[page.index('<aside class="caveat"'):page.index("</aside>", page.index('<aside class="caveat"'))]
+    assert notices.OBSERVATIONAL in caveat
+    assert page.count(notices.OBSERVATIONAL) == 1  # the caveat, not again in the warnings
+    assert model.evidence_patients
+    banner = page[page.index('class="banner banner-synthetic"'):page.index("</div>", page.index("banner-synthetic"))]
+    assert notices.synthetic_notice(model.evidence_patients) in banner
+    assert f"({model.evidence_patients} patients)" in banner
+    assert "do not reflect" not in page  # the old caveat, no longer true
+    assert page.index('class="caveat"') < page.index('class="endpoints"')
+
+
+def test_the_source_is_named_with_its_attribution(client):
+    page = html.unescape(result_page(client))
+    about = page[page.index('<section class="about"'):]
+    assert notices.ATTRIBUTION in about
+
+
+def test_neutral_wording_no_option_is_favoured(client):
+    page = html.unescape(result_page(client))
+    assert "favour" not in page.lower() and "better" not in page.lower() and "worse" not in page.lower()
+    assert "a positive value means higher in patients who received the first, a negative value lower" in \
+        re.sub(r"\s+", " ", page)
+    for name, endpoint in ENDPOINTS.items():
+        section = endpoint_section(page, name)
+        for a, b in COMPARISONS:
+            assert re.search(rf"At 2 years, the share {endpoint.free_of} was (\d+ percentage points? (higher|lower) "
+                             rf"in patients with these characteristics who received {a} than|about the same in "
+                             rf"patients with these characteristics who received {a} as) in those who received {b} "
+                             r"\(95% interval [−+]?\d+ to [−+]?\d+ points\)", section), (a, b)
+
+
+def test_sentences_name_whom_the_numbers_are_about_and_never_say_about_0():
+    from calculator.views import sentences
+
+    def prediction(survival: float, lower: float, upper: float) -> dict:
+        point = {"months": 24.0, "survival": survival, "ci_lower": lower, "ci_upper": upper}
+        return {"predictions": {name: {option: {"landmarks": [point]} for option in OPTIONS} for name in ENDPOINTS}}
+
+    hpfs = ENDPOINTS["hpfs"]
+    option = OPTIONS[1]
+    who = f"patients with these characteristics who received {option} in the data behind this model"
+    cases = [
+        ((0.456, 0.38, 0.53), f"Of 100 {who}, about 46 were {hpfs.free_of} at 2 years (95% interval 38–53)."),
+        ((0.011, 0.004, 0.03), f"Of 100 {who}, about 1 was {hpfs.free_of} at 2 years (95% interval: up to 3)."),
+        ((0.002, 0.0001, 0.03), f"Of {who}, fewer than 1 in 100 were {hpfs.free_of} at 2 years "
+                                "(95% interval: up to 3 in 100)."),
+        ((0.0004, 0.00001, 0.004), f"Of {who}, fewer than 1 in 100 were {hpfs.free_of} at 2 years "
+                                   "(95% interval: below 1 in 100)."),
+        ((0.997, 0.97, 1.0), f"Of {who}, more than 99 in 100 were {hpfs.free_of} at 2 years "
+                             "(95% interval: 97 in 100 or more)."),
+        ((0.9991, 0.996, 1.0), f"Of {who}, more than 99 in 100 were {hpfs.free_of} at 2 years "
+                               "(95% interval: above 99 in 100)."),
+        ((0.98, 0.93, 0.999), f"Of 100 {who}, about 98 were {hpfs.free_of} at 2 years (95% interval: 93 or more)."),
+        ((0.2, 0.001, 0.999), f"Of 100 {who}, about 20 were {hpfs.free_of} at 2 years "
+                              "(95% interval: from fewer than 1 to more than 99)."),
+    ]
+    for (s, lo, hi), expected in cases:
+        text = sentences(prediction(s, lo, hi))["hpfs"][1]
+        assert text == expected
+        assert "about 0" not in text and "0–0" not in text and "about 100" not in text
+
+
+def test_no_sentence_on_any_page_says_about_0(client):
+    for grade in MODALITY_WITHIN.levels:
+        for burden in BY_NAME["tumor_burden"].levels:
+            page = client.get("/result?" + urlencode({"who_grade": grade, "tumor_burden": burden,
+                                                      "prior_resection_ablation": "1"})).get_data(as_text=True)
+            sentences = " ".join(re.findall(r'<ul class="sentences">(.*?)</ul>', page, re.S))
+            assert sentences.count("<li>") == len(ENDPOINTS) * len(OPTIONS)
+            assert "about 0 " not in sentences and "0–0)" not in sentences and "about 100 " not in sentences
+
+
+@pytest.mark.parametrize(("value", "text"), [(0.0, "0%"), (0.004, "<1%"), (0.005, "<1%"), (0.0051, "1%"),
+                                             (0.456, "46%"), (0.994, "99%"), (0.996, ">99%"), (1.0, "100%"),
+                                             (None, "n.e."), (float("nan"), "n.e.")])
+def test_percentages_never_round_to_0_or_100_when_they_are_not(value, text):
+    from calculator.views import pct
+
+    assert pct(value) == text
+
+
+def grade3_query() -> str:
+    return urlencode({"who_grade": MODALITY_WITHIN.levels[-1], "tumor_burden": "<25%", "prior_resection_ablation": "0"})
+
+
+def test_few_similar_patients_are_shown_prominently(client, app):
+    from calculator import views
+    from prognosis import scoring
+
+    with app.app_context():
+        model = views.get_model()
+    response = client.get("/result?" + grade3_query())
+    page = html.unescape(response.get_data(as_text=True))
+    patient = {"who_grade": MODALITY_WITHIN.levels[-1], "tumor_burden": "<25%", "prior_resection_ablation": "0"}
+    prediction = scoring.predict(model, patient)
+    few = [o for o, n in prediction["similar_patients"].items() if n < scoring.FEW_SIMILAR_PATIENTS]
+    assert few, "the fixture's top grade has few patients per option at the evidence's scale"
+    warning = next(w for w in prediction["warnings"] if w.startswith(views.FEW_SIMILAR_WARNING))
+    box = page[page.index('<aside class="few-similar"'):page.index("</aside>", page.index('class="few-similar"'))]
+    assert "<h2" in box and warning.split(": ", 1)[1][1:] in box
+    assert page.index('class="few-similar"') < page.index('class="endpoints"')
+    assert "Please note" not in box
+    # Not for a patient with many similar patients.
+    common = client.get("/result?" + urlencode({**patient, "who_grade": MODALITY_WITHIN.levels[0]}))
+    assert 'class="few-similar"' not in common.get_data(as_text=True)
+
+
+# --- the finish of the charts (issue 12.4) --------------------------------------------------------------------
+
+def test_the_time_axis_ends_where_the_curves_carry_information():
+    from calculator import charts
+
+    times = [0.0] + [float(m) for m in range(1, 141)]
+    falling = {"times_months": times, "survival": [max(0.001, 1 - m / 30) for m in times],
+               "ci_lower": [max(0.0005, 1 - m / 25) for m in times],
+               "ci_upper": [min(1.0, 1.2 - m / 40) for m in times]}
+    # every option falls to 2% by month 30: the axis ends at 36 (a tick), not at 144
+    chart = charts.survival_chart(dict.fromkeys(OPTIONS, falling), OPTIONS)
+    assert charts.informative_end(dict.fromkeys(OPTIONS, falling), OPTIONS) == 30.0
+    assert chart.x_max == 36 and chart.x_ticks[-1].label == "36"
+    for series in chart.series:
+        for points in (series.line, series.band):
+            xs = [float(p.split(",")[0]) for p in points.split()]
+            assert max(xs) == pytest.approx(chart.right)  # cut at the edge, never drawn past it
+    # the latest option decides; never past the last event time
+    slow = {**falling, "survival": [max(0.05, 1 - m / 200) for m in times]}
+    curves = {**dict.fromkeys(OPTIONS, falling), OPTIONS[-1]: slow}
+    assert charts.informative_end(curves, OPTIONS) == 140.0
+    assert charts.survival_chart(curves, OPTIONS).x_max == 144
+    late = {**falling, "survival": [0.5 ** (m / 10) for m in times]}  # 2% between months 56 and 57
+    assert charts.informative_end({**dict.fromkeys(OPTIONS, falling), OPTIONS[0]: late}, OPTIONS) == 57.0
+    assert charts.survival_chart({**dict.fromkeys(OPTIONS, falling), OPTIONS[0]: late}, OPTIONS).x_max == 60
+
+
+def test_the_result_charts_end_early_and_the_data_island_keeps_every_value(client):
+    page = client.get("/result?" + grade3_query()).get_data(as_text=True)
+    islands = [json.loads(html.unescape(i)) for i in
+               re.findall(r'<script type="application/json" class="chart-data">(.*?)</script>', page, re.S)]
+    assert len(islands) == len(ENDPOINTS)
+    ends = []
+    for island in islands:
+        x_max = island["geometry"]["x_max"]
+        last = max(c["times_months"][-1] for c in island["curves"].values())
+        informative = max(next((t for t, s in zip(c["times_months"], c["survival"], strict=True) if s <= 0.02),
+                               c["times_months"][-1]) for c in island["curves"].values())
+        assert x_max == max(12, 12 * math.ceil(min(informative, last) / 12))
+        ends.append(x_max < 12 * math.ceil(last / 12))
+    assert any(ends)  # for this patient at least one chart no longer runs on flat to the last event
+    # the data table behind the charts still runs to the end of follow-up
+    assert page.count('<details class="data-table">') == len(ENDPOINTS)

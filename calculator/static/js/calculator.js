@@ -16,7 +16,14 @@
     return times[lo] <= t ? values[lo] : 1;
   }
 
-  function percent(x) { return x === null || x === undefined ? "n.e." : Math.round(100 * x) + "%"; }
+  // As the server writes it (calculator/views.py, pct): never a rounded 0% or 100% that is not.
+  function percent(x) {
+    if (x === null || x === undefined) return "n.e.";
+    var rounded = Math.round(100 * x);
+    if (rounded === 0 && x > 0) return "<1%";
+    if (rounded === 100 && x < 1) return ">99%";
+    return rounded + "%";
+  }
 
   function svgElement(name, attributes) {
     var element = document.createElementNS(SVG_NS, name);
@@ -31,15 +38,16 @@
     if (!island || !svg || !readout) return;
     var data = JSON.parse(island.textContent);
     var g = data.geometry;
-    var options = data.options;  // in slot order (the curves object may arrive with sorted keys)
+    var options = data.options;  // in the definitions' order (the curves object may arrive with sorted keys)
     var hidden = {};
     var current = null;
 
     var cursor = svgElement("line", { "class": "cursor is-hidden", y1: g.top, y2: g.bottom, x1: g.left, x2: g.left });
     svg.appendChild(cursor);
     var dots = {};
-    options.forEach(function (option, slot) {
-      dots[option] = svgElement("circle", { "class": "dot is-hidden slot-" + slot, r: 4, cx: 0, cy: 0 });
+    options.forEach(function (option, index) {
+      // option-<index>: the colour of the option in the stylesheet generated from the definitions.
+      dots[option] = svgElement("circle", { "class": "dot is-hidden option-" + index, r: 4, cx: 0, cy: 0 });
       svg.appendChild(dots[option]);
     });
 
