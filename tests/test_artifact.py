@@ -8,11 +8,16 @@ import pickle
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from prognosis.store import MANIFEST, ModelLoadError, load_model
+from tests.model_fixtures import FIXTURE_REPLICATES
 from training import artifact, promote
 from training.card import render_markdown
+from training.pipeline import fit_registry
+from training.registry import load_registry
+from training.validate import validate_directory
 
 
 class Harmful:
@@ -24,20 +29,35 @@ class Harmful:
         return (Path.write_text, (self.marker, "unpickled!"))
 
 
+@pytest.fixture(scope="module")
+def exported_dir(model_dir, tmp_path_factory):
+    """``model_dir``'s registry fitted with ``fit --export-sksurv`` (and validated): the scikit-survival estimators
+    sit beside the served files, pickles the app must never open."""
+    registry = load_registry(str(Path(model_dir).parent / "test-synthetic-2000.csv"))
+    path = fit_registry(
+        registry, tmp_path_factory.mktemp("exported") / "test-model", version="test-synthetic-2000", export_sksurv=True
+    )
+    validate_directory(path, registry, replicates=FIXTURE_REPLICATES, seed=11, n_jobs=1, show_progress=False)
+    return path
+
+
 @pytest.fixture
-def version_dir(model_dir, tmp_path):
+def version_dir(exported_dir, tmp_path):
     copy = tmp_path / "v1"
-    shutil.copytree(model_dir, copy)
+    shutil.copytree(exported_dir, copy)
     return copy
 
 
-def test_layout(model_dir):
-    names = sorted(p.name for p in Path(model_dir).iterdir())
-    assert names == [MANIFEST, "hpfs.npz", "hpfs.sksurv.joblib", "model.json", "model_card.json", "model_card.md",
-                     "os.npz", "os.sksurv.joblib"]
+def test_layout(model_dir, exported_dir):
+    served = [MANIFEST, "hpfs.npz", "model.json", "model_card.json", "model_card.md", "os.npz"]
+    assert sorted(p.name for p in Path(model_dir).iterdir()) == served
+    assert sorted(p.name for p in Path(exported_dir).iterdir()) == sorted(
+        served + ["hpfs.sksurv.joblib", "os.sksurv.joblib"]
+    )
     model = load_model(model_dir)
     assert model.version == "test-synthetic-2000" and model.data_source == "synthetic"
     assert len(model.sha256) == 64
+    np.testing.assert_array_equal(load_model(exported_dir).endpoints["os"].coef, model.endpoints["os"].coef)
 
 
 def _harmful(marker: Path) -> bytes:
@@ -69,8 +89,9 @@ def test_harmful_pickles_with_a_matching_manifest_never_run(version_dir, tmp_pat
     model = load_model(version_dir)
     app = create_app({**TEST_CONFIG, "MODEL_DIR": version_dir, "WTF_CSRF_ENABLED": False})
     client = app.test_client()
-    response = client.post("/api/v1/predict", json={"who_grade": 2, "tumor_burden": "<25%",
-                                                   "prior_resection_ablation": False})
+    response = client.post(
+        "/api/v1/predict", json={"who_grade": 2, "tumor_burden": "<25%", "prior_resection_ablation": False}
+    )
     assert response.status_code == 200 and response.json["model"]["model_version"] == model.version
     assert client.get("/result", query_string=VALID_FORM).status_code == 200
     assert client.get("/model").status_code == 200
@@ -103,13 +124,16 @@ def test_old_pickled_format_is_refused_with_the_way_out(version_dir):
         load_model(version_dir)
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda d: (d / "extra.npz").write_bytes(b"x"), "not in the manifest"),
-    (lambda d: (d / "os.npz").unlink(), "listed in the manifest but missing"),
-    (lambda d: (d / MANIFEST).unlink(), "no readable manifest"),
-    (lambda d: (d / MANIFEST).write_text("nonsense\n"), "malformed manifest"),
-    (lambda d: (d / "model_card.json").write_text("{}"), "model_card.json does not match"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda d: (d / "extra.npz").write_bytes(b"x"), "not in the manifest"),
+        (lambda d: (d / "os.npz").unlink(), "listed in the manifest but missing"),
+        (lambda d: (d / MANIFEST).unlink(), "no readable manifest"),
+        (lambda d: (d / MANIFEST).write_text("nonsense\n"), "malformed manifest"),
+        (lambda d: (d / "model_card.json").write_text("{}"), "model_card.json does not match"),
+    ],
+)
 def test_incomplete_or_altered_directories_are_refused(version_dir, change, message):
     change(version_dir)
     with pytest.raises(ModelLoadError, match=message):
@@ -195,11 +219,17 @@ def _as_old_format(version_dir: Path, patterns: dict) -> None:
     model = load_model(version_dir)
     for name, ep in model.endpoints.items():
         rs = ep.risk_sets
-        payload = {"estimator": joblib.load(version_dir / f"{name}.sksurv.joblib"), "terms": list(ep.terms),
-                   "coef": ep.coef, "covariance": ep.covariance,
-                   "risk_sets": {k: getattr(rs, k) for k in ("event_times", "events", "at_risk", "cum_hazard",
-                                                             "cum_var_hazard", "cum_xbar_hazard")},
-                   "cohort": {"grade_modality": ep.cohort.grade_modality, "patterns": patterns}}
+        payload = {
+            "estimator": joblib.load(version_dir / f"{name}.sksurv.joblib"),
+            "terms": list(ep.terms),
+            "coef": ep.coef,
+            "covariance": ep.covariance,
+            "risk_sets": {
+                k: getattr(rs, k)
+                for k in ("event_times", "events", "at_risk", "cum_hazard", "cum_var_hazard", "cum_xbar_hazard")
+            },
+            "cohort": {"grade_modality": ep.cohort.grade_modality, "patterns": patterns},
+        }
         joblib.dump(payload, version_dir / f"{name}.joblib", compress=3)
         (version_dir / f"{name}.npz").unlink()
         (version_dir / f"{name}.sksurv.joblib").unlink()
@@ -214,8 +244,16 @@ def test_convert_turns_the_old_format_into_arrays_with_the_same_numbers(model_di
     from training import convert, validate
 
     before = load_model(version_dir)
-    known = {"who_grade": "3", "tumor_burden": "50-75%", "prior_resection_ablation": "1", "tumor_type": "gut",
-             "extrahepatic_metastases": "0", "octreotide": "1", "biologic": "0", "cytotoxic": "1"}
+    known = {
+        "who_grade": "3",
+        "tumor_burden": "50-75%",
+        "prior_resection_ablation": "1",
+        "tumor_type": "gut",
+        "extrahepatic_metastases": "0",
+        "octreotide": "1",
+        "biologic": "0",
+        "cytotoxic": "1",
+    }
     expected = scoring.predict(before, known)["predictions"]
     patterns = _patterns(Path(model_dir).parent / "test-synthetic-2000.csv")
     _as_old_format(version_dir, patterns)
@@ -227,9 +265,16 @@ def test_convert_turns_the_old_format_into_arrays_with_the_same_numbers(model_di
     # Unknown inputs: format 1 averaged over the cohort's patterns by their counts; the converted model still does.
     required = {k: known[k] for k in ("who_grade", "tumor_burden", "prior_resection_ablation")}
     averaged = scoring.predict(after, required)["predictions"]["os"]["SIRT"]["landmarks"][1]["survival"]
-    brute = sum(count * scoring.predict(after, {**required, **dict(zip(patterns["names"], values))})[
-        "predictions"]["os"]["SIRT"]["landmarks"][1]["survival"]
-        for values, count in zip(patterns["values"], patterns["counts"])) / patterns["counts"].sum()
+    brute = (
+        sum(
+            count
+            * scoring.predict(after, {**required, **dict(zip(patterns["names"], values, strict=True))})["predictions"][
+                "os"
+            ]["SIRT"]["landmarks"][1]["survival"]
+            for values, count in zip(patterns["values"], patterns["counts"], strict=True)
+        )
+        / patterns["counts"].sum()
+    )
     assert averaged == pytest.approx(brute, abs=0.003)
     assert np.isfinite(averaged)
     assert not list(version_dir.glob("hpfs.joblib")) and (version_dir / "hpfs.sksurv.joblib").is_file()

@@ -92,7 +92,7 @@ def cmd_fit(args) -> int:
     registry = load_registry(args.data, table=args.table, columns=args.columns, drop_incomplete=args.drop_incomplete)
     _print_report(registry)
     progress = stderr_progress()
-    path = fit_registry(registry, args.out, version=args.version, progress=progress)
+    path = fit_registry(registry, args.out, version=args.version, progress=progress, export_sksurv=args.export_sksurv)
     print(f"model written to {path}")
     if args.validate:
         _run_validation(path, registry, args, progress)
@@ -182,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, metavar="DIR", help="new artifact directory (must not exist)")
     p.add_argument("--version", help="model version label (default: date, time and data digest)")
     p.add_argument("--validate", action="store_true", help="validate the new model on the same data (as `validate`)")
+    p.add_argument("--export-sksurv", action="store_true",
+                   help="also fit scikit-survival's CoxPHSurvivalAnalysis and write it beside the model as "
+                        "{endpoint}.sksurv.joblib, for data scientists (slow on large registries; never served)")
     _add_validation(p)
     p.set_defaults(run=cmd_fit)
 
@@ -193,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("promote", help="make DIR the version served by default (model_artifacts/current)")
     p.add_argument("dir", metavar="DIR")
-    p.add_argument("--root", help="folder holding the 'current' link (default: model_artifacts/, where the calculator serves from; a version elsewhere is copied in)")
+    p.add_argument("--root", help="folder holding the 'current' link (default: model_artifacts/, where the calculator "
+                                  "serves from; a version elsewhere is copied in)")
     p.add_argument("--force", action="store_true", help="promote even if DIR failed validation or was never validated")
     _add_source(p, required=False)
     p.set_defaults(run=cmd_promote)

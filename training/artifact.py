@@ -22,7 +22,8 @@ from prognosis.model import EndpointModel
 from prognosis.store import CARD, MANIFEST, manifest_text, sha256_file, write_model_files
 
 CARD_MARKDOWN = "model_card.md"
-# The fitted scikit-survival estimator, exported for data scientists beside the served arrays; the app never opens it.
+# The fitted scikit-survival estimator, exported for data scientists beside the served arrays when asked for
+# (``python -m training fit --export-sksurv``); the app never opens it.
 ESTIMATOR_SUFFIX = ".sksurv.joblib"
 AT_FDCWD = -100
 RENAME_EXCHANGE = 2
@@ -50,8 +51,14 @@ def _write_file(path: Path, write: Callable[[Path], None]) -> None:
     _fsync_file(path)
 
 
-def write_artifact(out: str | Path, models: dict[str, EndpointModel], card: dict, card_markdown: str, *,
-                   estimators: dict[str, object] | None = None) -> Path:
+def write_artifact(
+    out: str | Path,
+    models: dict[str, EndpointModel],
+    card: dict,
+    card_markdown: str,
+    *,
+    estimators: dict[str, object] | None = None,
+) -> Path:
     """Write the model files (``prognosis.store``), the model card (JSON and Markdown), any estimator exports and
     the manifest into a new directory."""
     out = Path(out)
@@ -64,8 +71,9 @@ def write_artifact(out: str | Path, models: dict[str, EndpointModel], card: dict
             _fsync_file(path)
         for endpoint, estimator in (estimators or {}).items():
             if estimator is not None:
-                _write_file(tmp / f"{endpoint}{ESTIMATOR_SUFFIX}",
-                            lambda p, obj=estimator: joblib.dump(obj, p, compress=3))
+                _write_file(
+                    tmp / f"{endpoint}{ESTIMATOR_SUFFIX}", lambda p, obj=estimator: joblib.dump(obj, p, compress=3)
+                )
         _write_file(tmp / CARD, lambda p: p.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8"))
         _write_file(tmp / CARD_MARKDOWN, lambda p: p.write_text(card_markdown, encoding="utf-8"))
         write_manifest(tmp)
@@ -92,8 +100,9 @@ def _exchange(a: Path, b: Path) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     renameat2 = getattr(libc, "renameat2", None)
     if renameat2 is None:
-        raise ArtifactError("this system cannot swap directories atomically (no renameat2); write a new version "
-                            "directory instead")
+        raise ArtifactError(
+            "this system cannot swap directories atomically (no renameat2); write a new version directory instead"
+        )
     if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) != 0:
         err = ctypes.get_errno()
         raise ArtifactError(f"cannot swap {a.name} and {b.name} atomically: {os.strerror(err)}")
@@ -104,9 +113,15 @@ def update_card(directory: str | Path, card: dict, card_markdown: str, *, expect
     rewrite_version(directory, card, card_markdown, expect_manifest=expect_manifest)
 
 
-def rewrite_version(directory: str | Path, card: dict, card_markdown: str, *, expect_manifest: str | None = None,
-                    keep: Callable[[str], bool] = lambda name: True,
-                    add: Callable[[Path], None] = lambda tmp: None) -> None:
+def rewrite_version(
+    directory: str | Path,
+    card: dict,
+    card_markdown: str,
+    *,
+    expect_manifest: str | None = None,
+    keep: Callable[[str], bool] = lambda name: True,
+    add: Callable[[Path], None] = lambda tmp: None,
+) -> None:
     """Replace a version's card, manifest and (``keep``/``add``) model files together, atomically.
 
     A version directory may hold nothing that is not in its manifest (the loader refuses strays), so nothing is

@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +42,9 @@ def cohort_summary(frame: pd.DataFrame, optional: tuple[str, ...], scale: float 
     """
     within = covariates.MODALITY_WITHIN
     counts = frame.groupby([within.name, covariates.MODALITY.name]).size()
-    grade_modality = {g: {m: int(round(scale * counts.get((g, m), 0))) for m in covariates.OPTIONS}
-                      for g in within.levels}
+    grade_modality = {
+        g: {m: int(round(scale * counts.get((g, m), 0))) for m in covariates.OPTIONS} for g in within.levels
+    }
     return Cohort(grade_modality=grade_modality, unknowns=fit_unknowns_model(frame, optional))
 
 
@@ -54,8 +55,9 @@ def baseline_survival(risk_sets: RiskSets, horizons=covariates.DEFAULT_HORIZONS_
     for h in horizons:
         k = np.searchsorted(times, h, side="right")
         estimable = h <= times[-1]
-        rows.append({"months": h, "survival": float(np.exp(-cum[k - 1])) if k and estimable else
-                     (1.0 if estimable else None)})
+        rows.append(
+            {"months": h, "survival": float(np.exp(-cum[k - 1])) if k and estimable else (1.0 if estimable else None)}
+        )
     return rows
 
 
@@ -72,14 +74,23 @@ def previous_card(out: str | Path) -> dict | None:
         return None
 
 
-def fit_registry(registry: Registry, out: str | Path, *, version: str | None = None,
-                 progress: Progress | None = None, previous: dict | None = None) -> Path:
+def fit_registry(
+    registry: Registry,
+    out: str | Path,
+    *,
+    version: str | None = None,
+    progress: Progress | None = None,
+    previous: dict | None = None,
+    export_sksurv: bool = False,
+) -> Path:
     """Fit HPFS and OS on a validated registry and write one artifact directory at ``out``.
 
     ``previous`` (default: the card ``current`` beside ``out`` points to) starts the new card's changelog.
+    ``export_sksurv`` also fits scikit-survival's estimator of each endpoint and writes it beside the model as
+    ``{endpoint}.sksurv.joblib``, for data scientists (slow on large registries; serving never opens it).
     """
     progress = progress or (lambda message: None)
-    created = datetime.now(timezone.utc)
+    created = datetime.now(UTC)
     version = version or default_version(created, registry.sha256)
     source = synthetic.data_source(registry.frame["patient_id"])
     # A synthetic registry stands for the study whose estimates it reproduces: its variances are that study's.
@@ -88,18 +99,34 @@ def fit_registry(registry: Registry, out: str | Path, *, version: str | None = N
     for name in covariates.ENDPOINTS:
         frame = endpoint_frame(registry, name)
         scale = len(frame) / evidence if evidence else 1.0
-        progress(f"{name}: fitting {len(frame)} patients, {int(frame['event'].sum())} events"
-                 + (f"; variances scaled to the evidence of {evidence} patients" if evidence else ""))
-        fitted = fit_endpoint(frame, registry.optional, progress=lambda step, n=name: progress(f"{n}: {step}"),
-                              variance_scale=scale)
+        progress(
+            f"{name}: fitting {len(frame)} patients, {int(frame['event'].sum())} events"
+            + (f"; variances scaled to the evidence of {evidence} patients" if evidence else "")
+        )
+        fitted = fit_endpoint(
+            frame,
+            registry.optional,
+            progress=lambda step, n=name: progress(f"{n}: {step}"),
+            variance_scale=scale,
+            export_sksurv=export_sksurv,
+        )
         fit, risk_sets = fitted["fit"], RiskSets(**fitted["risk_sets"])
-        models[name] = EndpointModel(name=name, terms=tuple(fit.terms), coef=fit.coef, covariance=fit.covariance,
-                                     risk_sets=risk_sets, cohort=cohort_summary(frame, registry.optional, 1 / scale),
-                                     variance_scale=scale)
+        models[name] = EndpointModel(
+            name=name,
+            terms=tuple(fit.terms),
+            coef=fit.coef,
+            covariance=fit.covariance,
+            risk_sets=risk_sets,
+            cohort=cohort_summary(frame, registry.optional, 1 / scale),
+            variance_scale=scale,
+        )
         estimators[name] = fit.estimator
         results[name] = {
-            "n": fit.n, "events": fit.events, "variance_scale": scale,
-            "multivariate": fitted["multivariate"], "univariate": fitted["univariate"],
+            "n": fit.n,
+            "events": fit.events,
+            "variance_scale": scale,
+            "multivariate": fitted["multivariate"],
+            "univariate": fitted["univariate"],
             "last_event_months": risk_sets.last_event_time,
             "baseline_survival": baseline_survival(risk_sets),
         }
@@ -113,8 +140,14 @@ def fit_registry(registry: Registry, out: str | Path, *, version: str | None = N
         "endpoint_missing": registry.report["endpoint_missing"],
         "format": registry.report["format"],
     }
-    model_card = card.build_card(version=version, created_at=created, data=data, optional=registry.optional,
-                                 endpoints=results, previous=previous if previous is not None else previous_card(out))
+    model_card = card.build_card(
+        version=version,
+        created_at=created,
+        data=data,
+        optional=registry.optional,
+        endpoints=results,
+        previous=previous if previous is not None else previous_card(out),
+    )
     progress("writing the artifact")
     path = artifact.write_artifact(out, models, model_card, card.render_markdown(model_card), estimators=estimators)
     progress(f"wrote model version {version} to {path}")
