@@ -10,11 +10,13 @@ from typing import Any
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from calculator import charts
+from calculator import api, api_docs, charts, patient_view
+from calculator.errors import error_response
 from calculator.forms import PatientForm, number_text, unit_of, with_unit
 from calculator.model_store import ModelLoadError, get_model
 from prognosis import notices, scoring
 from prognosis.covariates import (
+    BY_NAME,
     COVARIATES,
     ENDPOINTS,
     MODALITY,
@@ -42,7 +44,7 @@ def current_model() -> Model | None:
     """The served model, or None when it cannot be loaded (pages still render, without predictions)."""
     try:
         return get_model()
-    except Exception as exc:  # a page, even an error page, must render whatever is wrong with the artifact
+    except Exception as exc:  # noqa: BLE001 (a page, even an error page, must render whatever is wrong)
         current_app.logger.error("model not available: %s: %s", type(exc).__name__, exc)
         return None
 
@@ -110,6 +112,39 @@ def result() -> ResponseReturnValue:
     )
 
 
+@bp.get("/patient")
+def patient() -> ResponseReturnValue:
+    """The view for the patient: the result's query plus ``years`` (one of patient_view.HORIZON_YEARS)."""
+    form = PatientForm(formdata=request.args)
+    if not form.validate():
+        return render_template("calculator.html", form=form), 400
+    choices = {str(years): years for years in patient_view.HORIZON_YEARS}
+    years = choices.get(request.args.get("years", str(patient_view.DEFAULT_YEARS)))
+    if years is None:
+        return error_response(400, "The time after treatment must be one of "
+                                   f"{join([str(y) for y in patient_view.HORIZON_YEARS], 'or')} years.")
+    try:
+        model = get_model()
+    except ModelLoadError:
+        abort(503)
+    prediction = scoring.predict(model, form.patient())
+    endpoint_views = patient_view.patient_view(prediction, years)
+    words = [label for label, _ in described_inputs(form, prediction)] + [
+        text for view in endpoint_views for text in (view.kept, view.lost, *(o.label for o in view.options))]
+    return render_template(
+        "patient.html",
+        prediction=prediction,
+        years=years,
+        horizon_years=patient_view.HORIZON_YEARS,
+        views=endpoint_views,
+        inputs=described_inputs(form, prediction),
+        unknown=[BY_NAME[name].label.lower() for name in prediction["unknown"]],
+        query=form.query(),
+        plain=patient_view,
+        glossary=patient_view.glossary(words),
+    )
+
+
 @bp.get("/model")
 def model_card() -> ResponseReturnValue:
     """The full model card (TRIPOD+AI items), with its figures drawn on the server (calculator/card_figures.py)."""
@@ -120,6 +155,23 @@ def model_card() -> ResponseReturnValue:
     except ModelLoadError:
         abort(503)
     return render_template("model.html", card=model.card, loaded=model, figures=card_figures(model.card))
+
+
+@bp.get("/api")
+def api_page() -> ResponseReturnValue:
+    """The API for people: the OpenAPI document as HTML, with an example of a real prediction (calculator/api_docs.py).
+
+    Here rather than under /api/v1/, so that the page is not rate-limited as the API is and its errors are pages.
+    """
+    model, example = current_model(), None
+    if model is not None:
+        try:
+            example = api_docs.example_for(model)
+        except Exception as exc:  # noqa: BLE001 (the reference must render even when the example cannot be made)
+            current_app.logger.error("API page: no example: %s: %s", type(exc).__name__, exc)
+    return render_template("api.html", page=api_docs.read_document(api.openapi_document()), example=example,
+                           abridged=api_docs.abridged_json, keep=api_docs.EXAMPLE_ARRAY_ITEMS,
+                           digits=api_docs.EXAMPLE_DIGITS)
 
 
 @bp.get("/healthz")
@@ -143,11 +195,11 @@ def readyz() -> ResponseReturnValue:
     """
     try:
         model = get_model()
-    except Exception as exc:  # readiness must answer whatever the failure
+    except Exception as exc:  # noqa: BLE001 (readiness must answer whatever the failure)
         return _not_ready(f"the model cannot be loaded: {type(exc).__name__}: {exc}")
     try:
         _reverify(model)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (any failure to re-verify means not ready)
         return _not_ready(f"the served model's files no longer verify ({type(exc).__name__}: {exc}); this worker "
                           f"still serves version {model.version}, verified when it was loaded, but a restarted "
                           "worker could not load it", serving=model.version)

@@ -4,90 +4,30 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from pathlib import Path
 
 import pytest
-from werkzeug.serving import WSGIRequestHandler, make_server
 
-from calculator import create_app
 from prognosis.covariates import ENDPOINTS, MODALITY_WITHIN, OPTION_STYLES, OPTIONS
+from tests.browser_support import ARTIFACTS, chromium, served, shot, watching
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).parent / "artifacts"
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """The development server's access log would print query strings, i.e. patient inputs."""
-
-    def log_request(self, *args, **kwargs) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
 def base_url(model_dir):  # noqa: F811 (the fixture imported in conftest)
-    app = create_app({"MODEL_DIR": model_dir})
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
+    with served(model_dir) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (make test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
-
-
-class Watched:
-    """A page whose console errors, uncaught exceptions and requested URLs are recorded."""
-
-    def __init__(self, browser, base_url: str, **context_options) -> None:
-        self.base_url = base_url
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900}, **context_options)
-        self.page = self.context.new_page()
-        self.errors: list[str] = []
-        self.requests: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("request", lambda r: self.requests.append(r.url))
-
-    def check_clean(self) -> None:
-        assert self.errors == []
-        elsewhere = [url for url in self.requests if not url.startswith(self.base_url + "/")]
-        assert elsewhere == [], "requests left the machine"
-        self.context.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
 def watched(browser, base_url):
-    pages = []
-
-    def open_page(**options) -> Watched:
-        pages.append(Watched(browser, base_url, **options))
-        return pages[-1]
-
-    yield open_page
-    for page in pages:
-        page.check_clean()
-
-
-def shot(page, name: str, **options) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True, **options)
-    return path
+    yield from watching(browser, base_url)
 
 
 def tab_to(page, selector: str, limit: int = 40) -> None:
@@ -293,3 +233,19 @@ def test_the_model_card_shows_standard_errors_beside_the_published_ones(watched,
     assert table.locator("th", has_text="Published SE").is_visible()
     assert table.locator("td.se-ratio").count() > 0
     assert page.locator("p.se-agreement").count() == len(ENDPOINTS)
+
+
+def test_the_api_link_opens_the_page_for_people_and_it_links_the_json(watched, base_url):
+    page = watched().page
+    page.goto(base_url + "/")
+    with page.expect_navigation():
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="API").click()
+    assert page.url == base_url + "/api"
+    assert page.get_by_role("heading", name="The API", level=1).is_visible()
+    assert page.locator("table.api-fields").count() >= 2
+    assert page.locator("pre.api-example").count() >= 2
+    shot(page, "09-api-page")
+    # The document the page is made from, linked for programs (fetched, not opened: shown as a document, a JSON file
+    # has Chromium ask for /favicon.ico, which the app does not serve, a 404 in the console).
+    href = page.get_by_role("link", name="/api/v1/openapi.json").get_attribute("href")
+    assert page.request.get(base_url + href).json()["openapi"].startswith("3.1")

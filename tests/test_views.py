@@ -163,7 +163,8 @@ def test_405_and_413_pages(client, app):
 
 @pytest.mark.parametrize("path", ["/", "/result?who_grade=1&tumor_burden=%3E75%25&prior_resection_ablation=1",
                                   "/model", "/nope", "/healthz", "/readyz", "/static/css/calculator.css",
-                                  "/api/v1/openapi.json"])
+                                  "/api/v1/openapi.json", "/api",
+                                  "/patient?who_grade=1&tumor_burden=%3E75%25&prior_resection_ablation=1&years=5"])
 def test_security_headers_on_every_response(client, path):
     with client.get(path) as response:
         assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
@@ -172,7 +173,8 @@ def test_security_headers_on_every_response(client, path):
 
 
 @pytest.mark.parametrize("path", ["/", "/result?who_grade=3&tumor_burden=50-75%25&prior_resection_ablation=1",
-                                  "/model", "/nope"])
+                                  "/model", "/nope", "/api",
+                                  "/patient?who_grade=3&tumor_burden=50-75%25&prior_resection_ablation=1&years=3"])
 def test_no_inline_script_or_style_and_nothing_from_elsewhere(client, path):
     page = client.get(path).get_data(as_text=True)
     assert " style=" not in page and "<style" not in page
@@ -231,7 +233,7 @@ def test_chart_geometry_is_a_step_function_inside_the_plot():
     chart = charts.survival_chart(dict.fromkeys(OPTIONS, curve), OPTIONS)
     assert chart.x_max == 24 and [t.label for t in chart.x_ticks] == ["0", "12", "24"]
     line = [tuple(map(float, p.split(","))) for p in chart.series[0].line.split()]
-    xs, ys = zip(*line)
+    xs, ys = zip(*line, strict=True)
     assert list(xs) == sorted(xs) and list(ys) == sorted(ys)  # right-continuous steps, going down the page
     assert all(chart.left <= x <= chart.right and chart.top <= y <= chart.bottom for x, y in line)
     assert line[-1][0] < chart.right  # the curve stops at its last time: nothing extrapolated
@@ -251,7 +253,7 @@ def test_responses_with_patient_inputs_are_not_stored(client):
 # --- one source of truth: options, endpoints and colours come from the definitions (issue 10.3) -----------------
 
 REPO = Path(__file__).resolve().parent.parent
-WEB_MODULES = ("views", "forms", "api", "charts", "card_figures")
+WEB_MODULES = ("views", "forms", "api", "charts", "card_figures", "patient_view", "api_docs")
 
 
 def _string_literals(path: Path) -> list[str]:
@@ -368,7 +370,7 @@ def test_the_caveat_is_the_observational_notice_shown_once_and_the_banner_the_sy
     assert notices.OBSERVATIONAL in caveat
     assert page.count(notices.OBSERVATIONAL) == 1  # the caveat, not again in the warnings
     assert model.evidence_patients
-    banner = page[page.index('class="banner banner-synthetic"'):page.index("</div>", page.index("banner-synthetic"))]
+    banner = page[page.index('class="banner banner-synthetic"'):page.index("</aside>", page.index("banner-synthetic"))]
     assert notices.synthetic_notice(model.evidence_patients) in banner
     assert f"({model.evidence_patients} patients)" in banner
     assert "do not reflect" not in page  # the old caveat, no longer true
@@ -514,3 +516,20 @@ def test_the_result_charts_end_early_and_the_data_island_keeps_every_value(clien
     assert any(ends)  # for this patient at least one chart no longer runs on flat to the last event
     # the data table behind the charts still runs to the end of follow-up
     assert page.count('<details class="data-table">') == len(ENDPOINTS)
+
+
+# --- the view for the patient and the API page are reached from the pages (issue 12.3, 12.4) ----------------------
+
+def test_the_navigation_links_the_api_page_and_the_result_the_patient_view(client):
+    form = client.get("/").get_data(as_text=True)
+    assert '<li><a href="/api">API</a></li>' in form
+    api = client.get("/api")
+    assert api.status_code == 200 and 'href="/api/v1/openapi.json"' in api.get_data(as_text=True)
+    page = html.unescape(result_page(client))
+    assert f'<a href="/patient?{urlencode(VALID_FORM)}">View for the patient</a>' in page
+
+
+def test_the_synthetic_banner_is_a_landmark_of_its_own():
+    """Every piece of the page sits in a landmark (axe 'region'): the banner, outside <main>, is an <aside>."""
+    base = (REPO / "templates" / "base.html").read_text(encoding="utf-8")
+    assert '<aside class="banner banner-synthetic" aria-label="Demonstration model">' in base
