@@ -7,14 +7,14 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks import (api_benchmark, fit_benchmark, fuzz_long, load_benchmark, registry_benchmark, scoring_benchmark,
-                        validation_benchmark)
+from benchmarks import (api_benchmark, batch_benchmark, fit_benchmark, fuzz_long, load_benchmark,
+                        registry_benchmark, scoring_benchmark, validation_benchmark)
 
 REPORT = Path(__file__).parent / "REPORT.md"
 SECTIONS = Path(__file__).parent / "results"
 BENCHMARKS = {"fit": fit_benchmark.run, "scoring": scoring_benchmark.run, "validation": validation_benchmark.run,
               "api": api_benchmark.run, "load": load_benchmark.run, "fuzz": fuzz_long.run,
-              "registry": registry_benchmark.run}
+              "registry": registry_benchmark.run, "batch": batch_benchmark.run}
 
 
 def main(names: list[str]) -> None:

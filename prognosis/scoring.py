@@ -20,18 +20,21 @@ coefficients.
 
 from __future__ import annotations
 
-import itertools
-import weakref
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from prognosis import covariates, notices
-from prognosis.model import EndpointModel, Model, UnknownsModel
+from prognosis import covariates, mixture, notices
+from prognosis.model import Model
 from prognosis.normal import Z_95
+from prognosis.prepared import Prepared, prepare, prepared
 
-# Returned curves keep the first step in each 1-month interval and in each 0.01 band of survival (plus the last);
-# the values at the kept times are exact. That bounds a curve to about 250 points, a response to tens of KB.
+__all__ = ["condition_text", "check_condition", "predict", "prepare", "score_endpoint", "validate_patient"]
+
+# Returned curves keep, among the event times scoring evaluates (the model's grid, ``prognosis.prepared``, plus the
+# landmarks and the median), the first step in each 1-month interval and in each 0.01 band of survival (plus the
+# last); the values at the kept times are exact. That bounds a curve to about 250 points, a response to tens of KB.
 THIN_SURVIVAL_STEP = 0.01
 THIN_MONTHS_STEP = 1.0
 # Below this many training patients of the patient's grade treated with an option (at the evidence's scale for a
@@ -39,8 +42,6 @@ THIN_MONTHS_STEP = 1.0
 FEW_SIMILAR_PATIENTS = 10
 # Counts below this are never shown exactly ("fewer than 5"), so that no small group of patients is disclosed.
 SMALLEST_SHOWN = 5
-# Below this averaged survival the averaging weights w_k S_k / S̄ are computed in logs (S_k near underflow).
-TINY = 1e-200
 
 
 def patients_text(count: int) -> str:
@@ -68,116 +69,34 @@ def validate_patient(patient: Mapping[str, str | None]) -> dict[str, str | None]
     return clean
 
 
-# Per-model constants, computed once per loaded model and dropped with it.
-_prepared: weakref.WeakKeyDictionary[EndpointModel, dict] = weakref.WeakKeyDictionary()
+def _months(m: float) -> str:
+    return f"{m:g} month" + ("" if m == 1 else "s")
 
 
-def _prepare(ep: EndpointModel) -> dict:
-    """Per-model constants: B = XC V and G = diag(XC V XC') over the event times."""
-    prep = _prepared.get(ep)
-    if prep is None:
-        rs = ep.risk_sets
-        xc, cov = rs.cum_xbar_hazard, ep.covariance
-        b = xc @ cov
-        prep = _prepared[ep] = {
-            "terms": list(ep.terms), "coef": ep.coef, "cov": cov,
-            "times": rs.event_times, "hc": rs.cum_hazard, "vc": rs.cum_var_hazard, "xc": xc,
-            "b": b, "g": np.einsum("tp,tp->t", b, xc),
-            "cohort": ep.cohort,
-        }
-    return prep
+def condition_text(endpoint: str, months: float) -> str:
+    """What a conditional prediction assumes, in words: 'given the patient is still free of hepatic progression
+    12 months after the embolotherapy' (the endpoint's ``free_of`` wording)."""
+    free_of = covariates.ENDPOINTS[endpoint].free_of
+    return f"given the patient is still {free_of} {_months(months)} after the embolotherapy"
 
 
-def _mixture(patient: dict[str, str | None], unknowns: UnknownsModel) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Covariate columns for each combination of the unknown inputs, weighted by P(combination | known inputs).
-
-    P comes from the cohort's chain P(o_1 | r) P(o_2 | r, o_1) ...: the joint probability of each completed
-    patient, normalised over the combinations (Bayes), so a known input later in the chain informs the unknown ones
-    before it as well.
-    """
-    unknown = [name for name in unknowns.names if patient[name] is None]
-    combos = list(itertools.product(*(covariates.BY_NAME[name].levels for name in unknown)))
-    k = len(combos)
-    columns = {name: np.full(k, value if value is not None else "", dtype=object) for name, value in patient.items()}
-    if not unknown:
-        return columns, np.ones(1)
-    for j, name in enumerate(unknown):
-        columns[name] = np.array([combo[j] for combo in combos], dtype=object)
-    log_weights = np.zeros(k)
-    for link in unknowns.links:
-        log_p = link.log_probabilities(covariates.design_matrix(columns, list(link.inputs)) if link.inputs
-                                       else np.zeros((k, 0)))
-        observed = [link.levels.index(value) for value in columns[link.name]]
-        log_weights += log_p[np.arange(k), observed]
-    weights = np.exp(log_weights - log_weights.max())
-    return columns, weights / weights.sum()
-
-
-def _designs(prep: dict, columns: dict, k: int) -> dict[str, np.ndarray]:
-    """Term rows (K, p) of each option's patterns, built in one pass."""
-    stacked = {name: np.tile(values, len(covariates.OPTIONS)) for name, values in columns.items()}
-    stacked["modality"] = np.repeat(np.array(covariates.OPTIONS, dtype=object), k)
-    z = covariates.design_matrix(stacked, prep["terms"])
-    return {option: z[i * k:(i + 1) * k] for i, option in enumerate(covariates.OPTIONS)}
-
-
-def _option_curve(prep: dict, z: np.ndarray, weights: np.ndarray) -> dict:
-    """Averaged survival and the pieces of its variance at every event time, for one option's patterns z.
-
-    With a_k(t) = w_k S_k(t) / S̄(t): r_eff = sum_k a_k r_k and A = sum_k a_k r_k z_k, so that
-    q̄(t) = A(t) Hc(t) - r_eff(t) XC(t); both are products of the (T, K) matrix of weights with a vector or a
-    (K, p) matrix.
-    """
-    r = np.exp(z @ prep["coef"])                                    # (K,)
-    hc = prep["hc"]
-    rz = r[:, None] * z
-    if len(r) == 1:
-        ws = np.exp(-r[0] * hc)[:, None]                            # (T, 1)
-        s = ws[:, 0]
-        r_eff, a = np.full(len(hc), r[0]), None
-        zvz = float(z[0] @ prep["cov"] @ z[0])
-        ava, avx = r_eff**2 * zvz, r_eff * (prep["b"] @ z[0])
-    else:
-        ws = np.multiply.outer(hc, -r)                              # (T, K): w_k S_k(t), built in place
-        np.exp(ws, out=ws)
-        ws *= weights
-        s = ws @ np.ones(len(r))
-        with np.errstate(all="ignore"):
-            r_eff = (ws @ r) / s
-            a = (ws @ rz) / s[:, None]
-        low = s < TINY
-        if low.any():
-            # Where every S_k is near underflow the ratios are taken in logs, shifted by their maximum over k.
-            log_ws = np.log(weights) - np.outer(hc[low], r)
-            e = np.exp(log_ws - log_ws.max(axis=1, keepdims=True))
-            total = e.sum(axis=1)
-            r_eff[low] = (e @ r) / total
-            a[low] = (e @ rz) / total[:, None]
-        ava, avx = np.einsum("tp,tp->t", a @ prep["cov"], a), np.einsum("tp,tp->t", a, prep["b"])
-    quad = hc**2 * ava - 2 * hc * r_eff * avx + r_eff**2 * prep["g"]
-    var = r_eff**2 * prep["vc"] + np.maximum(quad, 0.0)
-    return {"z": z, "r": r, "ws": ws, "s": s, "a": a, "r_eff": r_eff, "var": var}
-
-
-def _q(prep: dict, curve: dict, idx: int) -> np.ndarray:
-    """Averaged gradient q̄(t) of the cumulative hazard with respect to beta at one event index."""
-    a = curve["r_eff"][idx] * curve["z"][0] if curve["a"] is None else curve["a"][idx]
-    return a * prep["hc"][idx] - curve["r_eff"][idx] * prep["xc"][idx]
-
-
-def _interval(s: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Log-type interval S exp(∓ z se), upper bound capped at 1; in logs, so that a tiny S with a wide interval
-    (a high-risk patient's tail) neither overflows nor gives 0 × inf."""
-    half = Z_95 * np.sqrt(var)
-    with np.errstate(divide="ignore"):
-        log_s = np.log(s)
-    return np.exp(log_s - half), np.exp(np.minimum(0.0, log_s + half))
-
-
-def _first_below_half(times: np.ndarray, curve: np.ndarray) -> float | None:
-    """First time a right-continuous curve is at or below 0.5 (None if it never is: not estimable)."""
-    hit = np.flatnonzero(curve <= 0.5)
-    return float(times[hit[0]]) if hit.size else None
+def check_condition(model: Model, conditional_on_months: float | None) -> float | None:
+    """The time already survived without the event, checked: None (or 0) is unconditional; negative, non-finite or
+    past an endpoint's last event time is refused with a ValueError naming the endpoint and its last event time."""
+    if conditional_on_months is None:
+        return None
+    s = float(conditional_on_months)
+    if not np.isfinite(s) or s < 0:
+        raise ValueError(f"conditional_on_months must be a number of months >= 0 (got {conditional_on_months!r})")
+    for endpoint, spec in covariates.ENDPOINTS.items():
+        last = model.endpoints[endpoint].risk_sets.last_event_time
+        if s > last:
+            raise ValueError(
+                f"conditional_on_months={s:g} is past the last observed {spec.event_label} for "
+                f"{spec.label} ({spec.name}) at {last:.1f} months: survival beyond it is not "
+                "estimable, so neither is survival conditional on it"
+            )
+    return s if s > 0 else None
 
 
 def _at(times: np.ndarray, t: float) -> int | None:
@@ -187,153 +106,318 @@ def _at(times: np.ndarray, t: float) -> int | None:
     return int(np.searchsorted(times, t, side="right")) - 1
 
 
-def _thin(times: np.ndarray, s: np.ndarray, keep: list[int]) -> np.ndarray:
-    """Indices of the steps to return: the first step in each (month bucket, survival bucket), the last, and
-    ``keep`` (the steps in force at the landmarks, so that the returned curve reads the landmark values exactly)."""
-    month = np.floor(times / THIN_MONTHS_STEP)
-    level = np.floor((1.0 - s) / THIN_SURVIVAL_STEP)
-    change = np.ones(len(times), dtype=bool)
-    change[1:] = (month[1:] != month[:-1]) | (level[1:] != level[:-1])
-    change[-1] = True
-    change[[i for i in keep if i >= 0]] = True
-    return np.flatnonzero(change)
-
-
-def _rmst_pieces(prep: dict, curve: dict, tau: float) -> dict:
-    """RMST up to tau of the averaged curve, with its baseline coefficients c_i and beta-gradient g.
-
-    RMST = tau_1 + sum_j S̄(t_j) width_j over the event times t_j <= tau (S = 1 before the first one);
-    c_i = sum_k w_k r_k * integral of S_k from t_i to tau; g = d RMST / d beta up to sign.
-    """
-    times = prep["times"]
-    n = int(np.searchsorted(times, tau, side="right"))               # event times <= tau
-    widths = np.diff(np.append(times[:n], tau))                     # S(t_j) holds on [t_j, t_j+1)
-    first = times[0] if n else tau
-    ws, r = curve["ws"][:n], curve["r"]
-    wrs = ws @ r                                                    # sum_k w_k r_k S_k(t_j)
-    area = wrs * widths
-    c = np.cumsum(area[::-1])[::-1]
-    g = (r * (ws.T @ (prep["hc"][:n] * widths))) @ curve["z"] - area @ prep["xc"][:n]
-    return {"estimate": float(first + curve["s"][:n] @ widths), "c": c, "g": g, "n": n, "tau": tau}
-
-
-def _rmst_variance(prep: dict, c: np.ndarray, g: np.ndarray, n: int) -> float:
-    dv = np.diff(np.concatenate([[0.0], prep["vc"][:n]]))         # d_i / S0_i^2
-    return float(c**2 @ dv + g @ prep["cov"] @ g)
-
-
-def _ci(estimate: float, var: float, lo: float = -np.inf, hi: float = np.inf) -> dict:
-    se = float(np.sqrt(max(var, 0.0)))
-    return {"estimate": float(estimate), "ci_lower": max(lo, estimate - Z_95 * se), "ci_upper": min(hi, estimate + Z_95 * se)}
+def _cis(estimate: np.ndarray, var: np.ndarray, lo: float, hi: float) -> tuple[list, list, list]:
+    """Delta-method 95% intervals estimate -+ z se, clipped to [lo, hi], as lists."""
+    half = Z_95 * np.sqrt(np.maximum(var, 0.0))
+    return estimate.tolist(), np.maximum(lo, estimate - half).tolist(), np.minimum(hi, estimate + half).tolist()
 
 
 def _none_ci() -> dict:
     return {"estimate": None, "ci_lower": None, "ci_upper": None}
 
 
-def _read(times: np.ndarray, s: np.ndarray, lower: np.ndarray, upper: np.ndarray, t: float) -> dict:
-    """The step function and its interval at time t, exactly (None past the last event time)."""
-    i = _at(times, t)
-    if i is None:
-        return {"months": t, "survival": None, "ci_lower": None, "ci_upper": None}
-    if i < 0:
-        return {"months": t, "survival": 1.0, "ci_lower": 1.0, "ci_upper": 1.0}
-    return {"months": t, "survival": float(s[i]), "ci_lower": float(lower[i]), "ci_upper": float(upper[i])}
+@dataclass(frozen=True, eq=False)
+class EndpointResult:
+    """One endpoint's prediction before it is written out, for s = ``months`` already survived (None:
+    unconditional): the (conditional) ``curve`` on the model's grid (on every event time when ``full``), ``reads``
+    at the times read and s (``curve`` itself when full), the curve at medians evaluated beyond those (``points``),
+    the conditioning base and the medians' event indices (options, 3: estimate, lower, upper; -1 never)."""
+
+    prep: Prepared
+    mix: mixture.Mixture
+    curve: mixture.Curve
+    reads: mixture.Curve
+    points: mixture.Curve | None
+    base: mixture.Base
+    medians: np.ndarray
+    months: float | None
+
+    def positions(self, ts: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For times ``ts``: their event indices, their positions in ``reads``, and which are given (not past the
+        last event time, and after s when conditional). An index <= s's reads S = 1."""
+        t = np.asarray(ts, dtype=float)
+        times = self.prep.times
+        idx = np.searchsorted(times, t, side="right") - 1
+        given = t <= times[-1]
+        if self.months is not None:
+            given &= t > self.months
+        have = self.reads.values.idx
+        return idx, np.minimum(np.searchsorted(have, idx), len(have) - 1), given
+
+    def read(self, ts: Sequence[float]) -> list[list[dict]]:
+        """Per option, the (conditional) step function and its interval at each time in ``ts``, exactly: null past
+        the last event time or, conditional on s, at t <= s; 1 before the first event time after s."""
+        idx, pos, given = self.positions(ts)
+        one = idx <= self.base.index
+        c = self.reads
+        values = [np.where(one, 1.0, arr[:, pos]).tolist() for arr in (c.estimate, c.lower, c.upper)]
+        ok = given.tolist()
+        return [
+            [
+                {"months": float(t), "survival": est, "ci_lower": low, "ci_upper": up}
+                if g
+                else {"months": float(t), "survival": None, "ci_lower": None, "ci_upper": None}
+                for t, g, est, low, up in zip(ts, ok, values[0][o], values[1][o], values[2][o], strict=True)
+            ]
+            for o in range(len(covariates.OPTIONS))
+        ]
+
+    def median_months(self) -> list[dict]:
+        """Per option: the median and its interval in months (None: the curve never gets to 0.5)."""
+        times = np.append(self.prep.times, np.nan)
+        months = times[self.medians].tolist()  # index -1 reads the appended NaN
+        return [
+            {k: (None if v != v else v) for k, v in zip(("estimate", "ci_lower", "ci_upper"), row, strict=True)}
+            for row in months
+        ]
 
 
-def _endpoint(prep: dict, patient: dict, horizons: Sequence[float], table_months: Sequence[float] = ()
-              ) -> tuple[dict, list[dict]]:
-    columns, weights = _mixture(patient, prep["cohort"].unknowns)
-    designs = _designs(prep, columns, len(weights))
-    times = prep["times"]
-    tau = max((h for h in horizons if h <= times[-1]), default=None)
-    at_horizons = [i for i in (_at(times, h) for h in horizons) if i is not None]
-    curves, options, rmst = {}, {}, {}
-    for option in covariates.OPTIONS:
-        curve = _option_curve(prep, designs[option], weights)
-        lower, upper = _interval(curve["s"], curve["var"])
-        curves[option] = curve
-        keep = _thin(times, curve["s"], at_horizons)
-        landmarks = [_read(times, curve["s"], lower, upper, h) for h in horizons]
-        if tau is not None:
-            rmst[option] = _rmst_pieces(prep, curve, tau)
-            pieces = rmst[option]
-            rmst_out = {"horizon_months": tau, **_ci(pieces["estimate"],
-                                                      _rmst_variance(prep, pieces["c"], pieces["g"], pieces["n"]),
-                                                      0.0, tau)}
-        else:
-            rmst_out = {"horizon_months": None, **_none_ci()}
-        options[option] = {
-            "times_months": [0.0] + times[keep].tolist(),
-            "survival": [1.0] + curve["s"][keep].round(6).tolist(),
-            "ci_lower": [1.0] + lower[keep].round(6).tolist(),
-            "ci_upper": [1.0] + upper[keep].round(6).tolist(),
-            "median_months": {"estimate": _first_below_half(times, curve["s"]),
-                              "ci_lower": _first_below_half(times, lower),
-                              "ci_upper": _first_below_half(times, upper)},
-            "landmarks": landmarks,
-            "rmst": rmst_out,
-            **({"table": [_read(times, curve["s"], lower, upper, t) for t in table_months]} if table_months else {}),
-        }
-    contrasts = [_contrast(prep, curves, rmst, a, b, horizons) for a, b in covariates.COMPARISONS]
-    return options, contrasts
+def score_endpoint(
+    prep: Prepared, patient: dict[str, str | None], read_at: Sequence[float] = (), months: float | None = None
+) -> EndpointResult:
+    """The patient's curves for one endpoint at the event times the answer needs, conditional on ``months`` already
+    survived without the event (None: unconditional), with medians.
+
+    With few patterns of the unknowns (``prognosis.mixture.FULL_EVALUATION_PATTERNS``) every event time is
+    evaluated; otherwise the model's grid, the times in ``read_at`` (landmarks, table times) and s, and whatever
+    gaps of the grid the medians need (``prognosis.mixture.first_crossings``).
+    """
+    mix = mixture.mixture(prep, patient)
+    times = prep.times
+    base_index = int(np.searchsorted(times, months, side="right")) - 1 if months is not None else -1
+    if mix.full:
+        values = mixture.evaluate(mix, prep.every)
+        base = mixture.Base.at(prep, values, base_index)
+        curve = mixture.curve(prep, values, base)
+        medians = mixture.first_at_or_below(curve, base_index)
+        return EndpointResult(prep, mix, curve, curve, None, base, medians, months)
+    t = np.asarray(read_at, dtype=float)
+    wanted = np.searchsorted(times, t[t <= times[-1]], side="right") - 1
+    # The first event time too, so that there is always something read (horizons may all be before it or past the end).
+    wanted = np.unique(np.append(wanted, [base_index, 0]))
+    wanted = wanted[wanted >= 0]
+    read_values = mixture.evaluate(mix, wanted)
+    base = mixture.Base.at(prep, read_values, base_index)
+    reads = mixture.curve(prep, read_values, base)
+    curve = mixture.curve(prep, mixture.evaluate(mix, prep.grid), base)
+    medians, more = mixture.first_crossings(mix, curve, base, reads)
+    points = None
+    if more is not None:
+        # The medians' own event times, so that the returned curve can show them.
+        found = np.intersect1d(medians[:, 0], more.values.idx)
+        if found.size:
+            points = more.take(np.searchsorted(more.values.idx, found))
+    return EndpointResult(prep, mix, curve, reads, points, base, medians, months)
 
 
-def _contrast(prep: dict, curves: dict, rmst: dict, a: str, b: str, horizons: Sequence[float]) -> dict:
-    """Survival difference at the horizons and RMST difference, a minus b, with delta-method 95% intervals."""
-    times = prep["times"]
-    ca, cb = curves[a], curves[b]
-    diffs = []
-    for h in horizons:
-        i = _at(times, h)
-        if i is None:
-            diffs.append({"months": h, **_none_ci()})
-            continue
-        if i < 0:
-            diffs.append({"months": h, "estimate": 0.0, "ci_lower": 0.0, "ci_upper": 0.0})
-            continue
-        sa, sb = ca["s"][i], cb["s"][i]
-        base = (sa * ca["r_eff"][i] - sb * cb["r_eff"][i]) ** 2 * prep["vc"][i]
-        grad = sa * _q(prep, ca, i) - sb * _q(prep, cb, i)
-        diffs.append({"months": h, **_ci(float(sa - sb), float(base + grad @ prep["cov"] @ grad), -1.0, 1.0)})
-    if rmst:
-        ra, rb = rmst[a], rmst[b]
-        var = _rmst_variance(prep, ra["c"] - rb["c"], ra["g"] - rb["g"], ra["n"])
-        tau = ra["tau"]
-        rmst_diff = {"horizon_months": tau, **_ci(ra["estimate"] - rb["estimate"], var, -tau, tau)}
+def _member(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Which of ``values`` are in the (small) array ``wanted``."""
+    if not len(wanted):
+        return np.zeros(len(values), dtype=bool)
+    w = np.sort(wanted)
+    return w[np.minimum(np.searchsorted(w, values), len(w) - 1)] == values
+
+
+def _returned_curves(res: EndpointResult, keep: np.ndarray) -> list[dict]:
+    """Per option, its curve as returned: thinned from the evaluated grid points, the landmarks' event indices
+    ``keep`` and the medians to the first step in each (1-month interval, 0.01 band of survival), the last step,
+    ``keep`` and the option's median; values at the returned times are exact. Conditional on s, the curve starts at
+    s with S = 1."""
+    prep = res.prep
+    medians = res.medians[:, 0]
+    after = res.base.index
+    if res.mix.full:
+        chosen = prep.on_grid.copy()
+        chosen[keep] = True
+        chosen[medians[medians >= 0]] = True
+        if after >= 0:
+            chosen[: after + 1] = False
+        pos = np.flatnonzero(chosen)
+        c = res.curve
+        at_idx, est, low, up = pos, c.estimate[:, pos], c.lower[:, pos], c.upper[:, pos]
     else:
-        rmst_diff = {"horizon_months": None, **_none_ci()}
-    return {"comparison": f"{a} vs {b}", "a": a, "b": b, "survival_difference": diffs, "rmst_difference": rmst_diff}
+        parts = [
+            (res.curve, res.curve.values.idx > after),
+            (res.reads, _member(res.reads.values.idx, keep) & ~prep.on_grid[res.reads.values.idx]),
+        ]
+        if res.points is not None:
+            parts.append((res.points, ~prep.on_grid[res.points.values.idx]))
+        cat = [
+            np.concatenate([getattr(c, k)[..., mask] for c, mask in parts], axis=-1)
+            for k in ("estimate", "lower", "upper")
+        ]
+        all_idx = np.concatenate([c.values.idx[mask] for c, mask in parts])
+        # A median that is also a landmark appears twice; keep one.
+        all_idx, first = np.unique(all_idx, return_index=True)
+        at_idx, est, low, up = all_idx, cat[0][:, first], cat[1][:, first], cat[2][:, first]
+    times = prep.times[at_idx]
+    month = np.floor(times / THIN_MONTHS_STEP)
+    level = np.floor((1.0 - est) / THIN_SURVIVAL_STEP)
+    change = np.ones(est.shape, dtype=bool)
+    change[:, 1:] = (month[1:] != month[:-1]) | (level[:, 1:] != level[:, :-1])
+    change[:, -1:] = True
+    change |= _member(at_idx, keep)
+    change |= at_idx == medians[:, None]
+    start = [res.months if res.months is not None else 0.0]
+    rounded = (est.round(6), low.round(6), up.round(6))
+    out = []
+    for o in range(len(covariates.OPTIONS)):
+        kept = change[o]
+        out.append(
+            {
+                "times_months": start + times[kept].tolist(),
+                **{
+                    key: [1.0] + arr[o, kept].tolist()
+                    for key, arr in zip(("survival", "ci_lower", "ci_upper"), rounded, strict=True)
+                },
+            }
+        )
+    return out
 
 
-def predict(model: Model, patient: Mapping[str, str | None],
-            horizons: Sequence[float] = covariates.DEFAULT_HORIZONS_MONTHS,
-            table_months: Sequence[float] = ()) -> dict:
+def _endpoint(
+    prep: Prepared,
+    patient: dict,
+    horizons: Sequence[float],
+    table_months: Sequence[float] = (),
+    months: float | None = None,
+) -> tuple[dict, list[dict]]:
+    res = score_endpoint(prep, patient, [*horizons, *table_months], months)
+    tau = max((h for h in horizons if h <= prep.last_time), default=None) if months is None else None
+    rmst_out: list[dict] = [{"horizon_months": None, **_none_ci()} for _ in covariates.OPTIONS]
+    rmst = mixture.rmst(res.mix, tau) if tau is not None else None
+    if rmst is not None:
+        est, low, up = _cis(rmst.estimate, rmst.variances(prep), 0.0, tau)  # type: ignore[arg-type]
+        rmst_out = [
+            {"horizon_months": tau, "estimate": e, "ci_lower": lo, "ci_upper": u}
+            for e, lo, u in zip(est, low, up, strict=True)
+        ]
+    h_idx, _, h_given = res.positions(horizons)
+    keep = h_idx[h_given & (h_idx > res.base.index)]
+    curves = _returned_curves(res, keep)
+    medians = res.median_months()
+    landmarks = res.read(horizons)
+    tables = res.read(table_months) if table_months else None
+    options = {}
+    for o, option in enumerate(covariates.OPTIONS):
+        options[option] = {
+            **curves[o],
+            "median_months": medians[o],
+            "landmarks": landmarks[o],
+            "rmst": rmst_out[o],
+            **({"table": tables[o]} if tables is not None else {}),
+        }
+    return options, _contrasts(res, rmst, horizons)
+
+
+def _contrasts(res: EndpointResult, rmst: mixture.Rmst | None, horizons: Sequence[float]) -> list[dict]:
+    """Each comparison a - b: survival differences at the horizons and the RMST difference, with delta-method 95%
+    intervals that keep the correlation through the shared baseline and coefficients (and, conditional on s,
+    through S(s)); see :func:`differences`."""
+    index = {option: o for o, option in enumerate(covariates.OPTIONS)}
+    a = np.array([index[x] for x, _ in covariates.COMPARISONS], dtype=np.intp)
+    b = np.array([index[y] for _, y in covariates.COMPARISONS], dtype=np.intp)
+    h_idx, h_pos, given = res.positions(horizons)
+    one = h_idx <= res.base.index
+    est, var = differences(res, a, b, h_pos, h_idx)
+    est_l, low_l, up_l = _cis(np.where(one, 0.0, est), np.where(one, 0.0, var), -1.0, 1.0)
+    if rmst is not None:
+        r_est, r_low, r_up = _cis(
+            rmst.estimate[a] - rmst.estimate[b], rmst.difference_variances(res.prep, a, b), -rmst.tau, rmst.tau
+        )
+    out = []
+    for c, (x, y) in enumerate(covariates.COMPARISONS):
+        diffs = [
+            {"months": float(h), "estimate": e, "ci_lower": lo, "ci_upper": u}
+            if ok
+            else {"months": float(h), **_none_ci()}
+            for h, ok, e, lo, u in zip(horizons, given.tolist(), est_l[c], low_l[c], up_l[c], strict=True)
+        ]
+        rmst_diff = (
+            {"horizon_months": rmst.tau, "estimate": r_est[c], "ci_lower": r_low[c], "ci_upper": r_up[c]}
+            if rmst is not None
+            else {"horizon_months": None, **_none_ci()}
+        )
+        out.append(
+            {"comparison": f"{x} vs {y}", "a": x, "b": y, "survival_difference": diffs, "rmst_difference": rmst_diff}
+        )
+    return out
+
+
+def differences(
+    res: EndpointResult, a: np.ndarray, b: np.ndarray, pos: np.ndarray, idx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """C_a(t|s) - C_b(t|s) for option pairs (a, b) at curve positions ``pos`` (event indices ``idx``, after s) and
+    its delta-method variance: (pairs, len(pos)) each.
+
+    With C = S(t)/S(s) and M = -log S̄, d(C_a - C_b) = -C_a d(M_a(t) - M_a(s)) + C_b d(M_b(t) - M_b(s)): on the
+    baseline increments up to s the coefficient is -(C_a (r_a(t) - r_a(s)) - C_b (r_b(t) - r_b(s))), on those in
+    (s, t] -(C_a r_a(t) - C_b r_b(t)); on beta -(C_a (q̄_a(t) - q̄_a(s)) - C_b (q̄_b(t) - q̄_b(s))). Unconditional,
+    every term at s is zero.
+    """
+    prep, base, c = res.prep, res.base, res.reads
+    est = c.estimate[:, pos]
+    r = c.values.r_eff[:, pos]
+    q = c.values.q(prep, pos) - base.q[:, None, :]
+    vc = prep.vc[np.maximum(idx, 0)]
+    ca, cb = est[a], est[b]
+    baseline = (ca * (r[a] - base.r_eff[a, None]) - cb * (r[b] - base.r_eff[b, None])) ** 2 * base.vc + (
+        ca * r[a] - cb * r[b]
+    ) ** 2 * (vc - base.vc)
+    grad = ca[..., None] * q[a] - cb[..., None] * q[b]
+    return ca - cb, baseline + ((grad @ prep.cov) * grad).sum(axis=-1)
+
+
+def predict(
+    model: Model,
+    patient: Mapping[str, str | None],
+    horizons: Sequence[float] = covariates.DEFAULT_HORIZONS_MONTHS,
+    table_months: Sequence[float] = (),
+    conditional_on_months: float | None = None,
+) -> dict:
     """Predicted HPFS and OS for one patient under each option (the API's response body, and more).
 
     ``model`` is a :class:`prognosis.model.Model`; ``patient`` maps covariate names to canonical
     levels (None = unknown, optional covariates only). ``table_months`` adds to each option a ``table`` of exact
     values at those times (the returned curves are thinned), for the data tables behind the charts.
+    ``conditional_on_months`` = s > 0 gives S(t | T > s) = S(t) / S(s) for t >= s instead (curves from s, medians
+    and landmarks after s, differences; RMST null), and a ``condition`` saying so in words; a ValueError for s < 0
+    or past an endpoint's last event time.
     """
     clean = validate_patient(patient)
     horizons = [float(h) for h in horizons]
+    months = check_condition(model, conditional_on_months)
     grade = clean[covariates.MODALITY_WITHIN.name]
     predictions, contrasts, similar = {}, {}, {}
     warnings = []
     for endpoint, spec in covariates.ENDPOINTS.items():
-        prep = _prepare(model.endpoints[endpoint])
-        predictions[endpoint], contrasts[endpoint] = _endpoint(prep, clean, horizons, table_months)
+        prep = prepared(model.endpoints[endpoint])
+        predictions[endpoint], contrasts[endpoint] = _endpoint(prep, clean, horizons, table_months, months)
         for option in covariates.OPTIONS:
-            count = prep["cohort"].grade_modality[grade][option]
+            count = prep.cohort.grade_modality[grade][option]  # type: ignore[attr-defined]
             similar[option] = min(similar.get(option, count), count)
-        late = [h for h in horizons if h > prep["times"][-1]]
+        late = [h for h in horizons if h > prep.last_time]
         if late:
-            warnings.append(f"{spec.label}: not estimable beyond {prep['times'][-1]:.1f} months (the last "
-                            f"observed {spec.event_label}); no value is given at "
-                            + ", ".join(f"{h:g}" for h in late) + " months.")
+            warnings.append(
+                f"{spec.label}: not estimable beyond {prep.last_time:.1f} months (the last "
+                f"observed {spec.event_label}); no value is given at " + ", ".join(f"{h:g}" for h in late) + " months."
+            )
     in_model = next(iter(model.endpoints.values())).cohort.unknowns.names
     unknown = [name for name in in_model if clean[name] is None]
     unused = [name for name in covariates.OPTIONAL if name not in in_model and clean[name] is not None]
+    if months is not None:
+        events = covariates.join([f"{spec.event_label} for {spec.short}" for spec in covariates.ENDPOINTS.values()])
+        early = [h for h in horizons if h <= months]
+        if early:
+            warnings.append(
+                f"Conditional on the first {_months(months)} without the event ({events}): no value is "
+                "given at " + ", ".join(f"{h:g}" for h in early) + " months, which are not after "
+                f"{_months(months)}."
+            )
+        warnings.append(
+            "Restricted mean survival time is not given for a conditional prediction: it counts time "
+            f"from the embolotherapy, including the first {_months(months)} already survived."
+        )
     if model.data_source == "synthetic":
         warnings.append(notices.synthetic_notice(model.evidence_patients))
     warnings.append(notices.OBSERVATIONAL)
@@ -342,20 +426,39 @@ def predict(model: Model, patient: Mapping[str, str | None],
         within = covariates.MODALITY_WITHIN.label_of(grade).lower()
         counts = covariates.join([f"{patients_text(similar[o])} received {o}" for o in few])
         scale = " (counted at the size of the original study)" if model.evidence_patients else ""
-        warnings.append(f"Few similar patients: among patients with {within} in the data behind this model{scale}, "
-                        f"{counts}. The estimates for {covariates.join(few)} rest on few patients like this one.")
+        warnings.append(
+            f"Few similar patients: among patients with {within} in the data behind this model{scale}, "
+            f"{counts}. The estimates for {covariates.join(few)} rest on few patients like this one."
+        )
     if unused:
-        warnings.append("Not used by this model (its training data did not record them): "
-                        + ", ".join(covariates.BY_NAME[n].label.lower() for n in unused) + ".")
+        warnings.append(
+            "Not used by this model (its training data did not record them): "
+            + ", ".join(covariates.BY_NAME[n].label.lower() for n in unused)
+            + "."
+        )
     if unknown:
         labels = ", ".join(covariates.BY_NAME[n].label.lower() for n in unknown)
-        warnings.append(f"Unknown: {labels}. The prediction averages over the values these take in training "
-                        "patients with the same known characteristics.")
+        warnings.append(
+            f"Unknown: {labels}. The prediction averages over the values these take in training "
+            "patients with the same known characteristics."
+        )
+    condition = (
+        None
+        if months is None
+        else {
+            endpoint: {"months": months, "text": condition_text(endpoint, months)} for endpoint in covariates.ENDPOINTS
+        }
+    )
     return {
-        "model": {"model_version": model.version, "sha256": model.sha256, "data_source": model.data_source,
-                  "created_at": model.created_at},
+        "model": {
+            "model_version": model.version,
+            "sha256": model.sha256,
+            "data_source": model.data_source,
+            "created_at": model.created_at,
+        },
         "inputs": clean,
         "unknown": unknown,
+        "condition": condition,
         "predictions": predictions,
         "contrasts": contrasts,
         "similar_patients": similar,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
-
-import itertools
 
 import numpy as np
 import pandas as pd
@@ -13,10 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prognosis import covariates
-from prognosis.store import load_model
+from prognosis import covariates, mixture, scoring
 from prognosis.covariates import COMPARISONS
+from prognosis.prepared import prepared
 from prognosis.scoring import predict
+from prognosis.store import load_model
+from tests import scoring_oracle as oracle
 from tests.registries import random_registry
 from training.fit import fit_cox
 from training.pipeline import fit_registry
@@ -78,7 +79,7 @@ def brute_force_mixture(frame, endpoint, patient, option, names, weights_by_patt
 
     zs = []
     for values in weights_by_pattern:
-        row = dict(patient, modality=option, **dict(zip(names, values)))
+        row = dict(patient, modality=option, **dict(zip(names, values, strict=True)))
         zs.append(covariates.design_matrix({k: [v] for k, v in row.items()}, terms)[0])
     zs, w = np.array(zs), np.array(list(weights_by_pattern.values()), float)
     w = w / w.sum()
@@ -91,13 +92,19 @@ def brute_force_mixture(frame, endpoint, patient, option, names, weights_by_patt
     beta = fit.coef
     inc = d / s0(beta)
     # Baseline increments as free parameters with variance d/S0^2 (independent), beta with V.
-    grad_b = np.array([(neg_log_s(beta + 1e-6 * e, inc) - neg_log_s(beta - 1e-6 * e, inc)) / 2e-6
-                       for e in np.eye(len(beta))])
+    grad_b = np.array(
+        [(neg_log_s(beta + 1e-6 * e, inc) - neg_log_s(beta - 1e-6 * e, inc)) / 2e-6 for e in np.eye(len(beta))]
+    )
     # The increments depend on beta too: total derivative through S0(beta).
-    grad_b += np.array([(neg_log_s(beta, d / s0(beta + 1e-6 * e)) - neg_log_s(beta, d / s0(beta - 1e-6 * e))) / 2e-6
-                        for e in np.eye(len(beta))])
-    grad_h = np.array([(neg_log_s(beta, inc + 1e-7 * e) - neg_log_s(beta, inc - 1e-7 * e)) / 2e-7
-                       for e in np.eye(len(inc))])
+    grad_b += np.array(
+        [
+            (neg_log_s(beta, d / s0(beta + 1e-6 * e)) - neg_log_s(beta, d / s0(beta - 1e-6 * e))) / 2e-6
+            for e in np.eye(len(beta))
+        ]
+    )
+    grad_h = np.array(
+        [(neg_log_s(beta, inc + 1e-7 * e) - neg_log_s(beta, inc - 1e-7 * e)) / 2e-7 for e in np.eye(len(inc))]
+    )
     var = grad_b @ fit.covariance @ grad_b + np.sum(grad_h**2 * d / s0(beta) ** 2)
     return neg_log_s(beta, inc), var
 
@@ -105,13 +112,18 @@ def brute_force_mixture(frame, endpoint, patient, option, names, weights_by_patt
 def chain_weights(model, endpoint: str, patient: dict, names: list[str]) -> dict[tuple, float]:
     """P(pattern of the unknowns | known inputs), by hand from the chain's coefficients: a loop over patterns and
     links with each term's indicator read off the patient (no design matrix, no vectorised scoring code)."""
+
     def term_value(full: dict, term: str) -> float:
-        return float(all(full[part.split("[")[0]] == (part[:-1].split("[")[1] if "[" in part else "1")
-                         for part in term.split(":")))
+        return float(
+            all(
+                full[part.split("[")[0]] == (part[:-1].split("[")[1] if "[" in part else "1")
+                for part in term.split(":")
+            )
+        )
 
     out = {}
     for values in itertools.product(*(covariates.BY_NAME[n].levels for n in names)):
-        full = dict(patient, **dict(zip(names, values)))
+        full = dict(patient, **dict(zip(names, values, strict=True)))
         log_p = 0.0
         for link in model.endpoints[endpoint].cohort.unknowns.links:
             x = [1.0] + [term_value(full, t) for t in link.inputs]
@@ -126,16 +138,25 @@ def test_averaging_over_unknowns_matches_brute_force(tmp_path):
     csv = tmp_path / "r.csv"
     frame.to_csv(csv, index=False)
     model = load_model(fit_registry(load_registry(str(csv)), tmp_path / "m", version="mix"))
-    patient = {"who_grade": "2", "tumor_burden": "50-75%", "prior_resection_ablation": "1", "tumor_type": None,
-               "extrahepatic_metastases": "0", "octreotide": None, "biologic": "1", "cytotoxic": "0"}
+    patient = {
+        "who_grade": "2",
+        "tumor_burden": "50-75%",
+        "prior_resection_ablation": "1",
+        "tumor_type": None,
+        "extrahepatic_metastases": "0",
+        "octreotide": None,
+        "biologic": "1",
+        "cytotoxic": "0",
+    }
     names = ["tumor_type", "octreotide"]
     pattern_weights = chain_weights(model, "os", patient, names)
-    canon = frame.astype({c: str for c in covariates.BY_NAME} | {"modality": str})
+    canon = frame.astype(dict.fromkeys(covariates.BY_NAME, str) | {"modality": str})
     result = predict(model, patient, horizons=(12.0, 24.0))
     for option in covariates.OPTIONS:
         lm = result["predictions"]["os"][option]["landmarks"][1]
-        nls, var = brute_force_mixture(canon, "os", {k: v for k, v in patient.items() if v is not None}, option,
-                                       names, pattern_weights, 24.0)
+        nls, var = brute_force_mixture(
+            canon, "os", {k: v for k, v in patient.items() if v is not None}, option, names, pattern_weights, 24.0
+        )
         assert lm["survival"] == pytest.approx(np.exp(-nls), rel=1e-10)
         se = np.sqrt(var)
         assert lm["ci_lower"] == pytest.approx(np.exp(-nls) * np.exp(-1.959963984540054 * se), rel=1e-5)
@@ -148,15 +169,27 @@ def test_contrast_intervals_agree_with_bootstrap(tmp_path):
     frame.to_csv(csv, index=False)
     registry = load_registry(str(csv))
     model = load_model(fit_registry(registry, tmp_path / "m", version="boot"))
-    patient = patient_of(dict(who_grade=2, tumor_burden="25-50%", prior_resection_ablation=0, tumor_type="gut",
-                              extrahepatic_metastases=0, octreotide=1, biologic=0, cytotoxic=0))
+    patient = patient_of(
+        {
+            "who_grade": 2,
+            "tumor_burden": "25-50%",
+            "prior_resection_ablation": 0,
+            "tumor_type": "gut",
+            "extrahepatic_metastases": 0,
+            "octreotide": 1,
+            "biologic": 0,
+            "cytotoxic": 0,
+        }
+    )
     result = predict(model, patient, horizons=(24.0,))
     rng = np.random.default_rng(5)
     terms = covariates.term_ids(covariates.OPTIONAL)
     canon = registry.frame
     x_all = covariates.design_matrix(canon, terms)
-    zs = {o: covariates.design_matrix({**{k: [v] for k, v in patient.items()}, "modality": [o]}, terms)[0]
-          for o in covariates.OPTIONS}
+    zs = {
+        o: covariates.design_matrix({**{k: [v] for k, v in patient.items()}, "modality": [o]}, terms)[0]
+        for o in covariates.OPTIONS
+    }
     diffs, rmsts = [], []
     t, e = canon["os_months"].to_numpy(float), canon["os_event"].to_numpy(bool)
     for _ in range(150):
@@ -207,8 +240,10 @@ def test_invalid_patient_is_refused(model):
 
 
 def patients():
-    fields = {c.name: st.sampled_from(c.levels) if c.required else st.one_of(st.none(), st.sampled_from(c.levels))
-              for c in covariates.COVARIATES}
+    fields = {
+        c.name: st.sampled_from(c.levels) if c.required else st.one_of(st.none(), st.sampled_from(c.levels))
+        for c in covariates.COVARIATES
+    }
     return st.fixed_dictionaries(fields)
 
 
@@ -221,7 +256,7 @@ def test_properties_of_every_prediction(model):
     def check(patient):
         result = predict(model, patient)
         for endpoint in ("hpfs", "os"):
-            for option, p in result["predictions"][endpoint].items():
+            for p in result["predictions"][endpoint].values():
                 s, lo, hi = (np.array(p[k]) for k in ("survival", "ci_lower", "ci_upper"))
                 assert np.all((0 <= lo) & (lo <= s + 1e-12) & (s <= hi + 1e-12) & (hi <= 1))
                 assert np.all(np.diff(s) <= 1e-12)
@@ -244,3 +279,179 @@ def test_properties_of_every_prediction(model):
                         assert lm["survival"] == pytest.approx(s[k], abs=1e-6)
 
     check()
+
+
+# --- the fast path against the full computation (tests/scoring_oracle.py) ------------------------------------------
+
+KINDS = ("known", "some", "unknown")
+
+
+def random_patient(rng: np.random.Generator, kind: str) -> dict:
+    """Required inputs at random; optional ones all known, all unknown, or each known with probability 1/2."""
+    patient = {}
+    for cov in covariates.COVARIATES:
+        known = cov.required or kind == "known" or (kind == "some" and rng.random() < 0.5)
+        patient[cov.name] = str(rng.choice(cov.levels)) if known else None
+    return patient
+
+
+def assert_same(fast: object, full: object, path: str = "") -> None:
+    """Every number equal to floating-point rounding (1e-12 relative, 1e-13 absolute); the returned curves'
+    points are checked apart (their choice differs)."""
+    if isinstance(full, dict):
+        for key, value in full.items():
+            if key in ("times_months", "survival", "ci_lower", "ci_upper"):
+                continue
+            assert key in fast, f"{path}.{key} missing"  # type: ignore[operator]
+            assert_same(fast[key], value, f"{path}.{key}")  # type: ignore[index]
+    elif isinstance(full, list):
+        assert len(fast) == len(full), path  # type: ignore[arg-type]
+        for i, (x, y) in enumerate(zip(fast, full, strict=True)):  # type: ignore[call-overload]
+            assert_same(x, y, f"{path}[{i}]")
+    elif isinstance(full, float) and fast is not None:
+        assert fast == pytest.approx(full, rel=1e-12, abs=1e-13), path
+    else:
+        assert fast == full, (path, fast, full)
+
+
+def assert_curves_exact(model, patient: dict, fast: dict) -> None:
+    """Each returned curve point is the full curve's value at that time (rounded to 6 decimals, as returned)."""
+    for endpoint in covariates.ENDPOINTS:
+        full = oracle.full_curves(model, patient, endpoint)
+        for option, curve in full.items():
+            got = fast["predictions"][endpoint][option]
+            i = np.searchsorted(curve["times"], got["times_months"][1:], side="right") - 1
+            assert np.all(curve["times"][i] == got["times_months"][1:])
+            for key, ref in (("survival", curve["s"]), ("ci_lower", curve["lower"]), ("ci_upper", curve["upper"])):
+                np.testing.assert_allclose(got[key][1:], ref[i], atol=5.01e-7, rtol=0)
+
+
+def check_against_oracle(
+    model, rng: np.random.Generator, n: int, horizons=(12.0, 24.0, 36.0, 60.0), tables=(3.0, 18.0, 48.0)
+) -> None:
+    for k in range(n):
+        patient = random_patient(rng, KINDS[k % 3])
+        hz = horizons if k % 4 or len(horizons) < 3 else tuple(sorted(rng.uniform(0.5, 130, 3).round(1)))
+        fast = scoring.predict(model, patient, horizons=hz, table_months=tables)
+        full = oracle.predict(model, patient, horizons=hz, table_months=tables)
+        assert fast["condition"] is None
+        assert_same(fast, full)
+        assert_curves_exact(model, patient, fast)
+
+
+def test_fast_path_equals_the_full_computation(model):
+    """Fixture model, every patient kind, both endpoints, every option; default and other horizons."""
+    check_against_oracle(model, np.random.default_rng(11), 45)
+
+
+@pytest.mark.parametrize("horizons", [(0.001,), (1000.0,), (0.001, 1000.0)])
+def test_horizons_before_the_first_or_after_the_last_event_time(model, horizons):
+    """Nothing to read between the first and the last event time (ones, nulls): still the full computation."""
+    check_against_oracle(model, np.random.default_rng(13), 6, horizons=horizons, tables=())
+
+
+@pytest.mark.parametrize("full_up_to", [0, 64])
+def test_both_evaluation_strategies_equal_the_full_computation(model, monkeypatch, full_up_to):
+    """Every event time evaluated (all patients) and gap by gap (all patients, even fully known ones)."""
+    monkeypatch.setattr(mixture, "FULL_EVALUATION_PATTERNS", full_up_to)
+    check_against_oracle(model, np.random.default_rng(12 + full_up_to), 18)
+
+
+@pytest.mark.parametrize(
+    "seed, coef_scale, optional",
+    [
+        (31, 0.5, covariates.OPTIONAL),
+        (32, 1.5, covariates.OPTIONAL),  # hazard ratios up to e^±20: curves that underflow (the log-weights path)
+        (33, 0.7, ("tumor_type", "cytotoxic")),  # a registry that recorded only some optional covariates
+    ],
+)
+def test_fast_path_on_random_registries(tmp_path, seed, coef_scale, optional):
+    frame = random_registry(700, seed, optional=optional, coef_scale=coef_scale, round_to=0.5 if seed % 2 else None)
+    csv = tmp_path / "r.csv"
+    frame.to_csv(csv, index=False)
+    model = load_model(fit_registry(load_registry(str(csv)), tmp_path / "m", version=f"rand-{seed}"))
+    check_against_oracle(model, np.random.default_rng(seed), 24)
+
+
+def test_rmst_tables_agree_with_the_exact_path(model):
+    """At the default horizon RMST comes from per-model tables; the exact path over every event time agrees."""
+    rng = np.random.default_rng(4)
+    for k in range(12):
+        patient = scoring.validate_patient(random_patient(rng, KINDS[k % 3]))
+        for endpoint in covariates.ENDPOINTS:
+            prep = prepared(model.endpoints[endpoint])
+            mix = mixture.mixture(prep, patient)
+            tables, exact = mixture.rmst(mix, prep.rmst_tau), mixture.rmst_exact(mix, prep.rmst_tau)
+            assert prep.rmst_blocks, "the tables were used"
+            np.testing.assert_allclose(tables.estimate, exact.estimate, rtol=1e-12)
+            np.testing.assert_allclose(tables.variances(prep), exact.variances(prep), rtol=1e-9)
+            a, b = np.array([1, 2, 1]), np.array([0, 0, 2])
+            np.testing.assert_allclose(
+                tables.difference_variances(prep, a, b), exact.difference_variances(prep, a, b), rtol=1e-8
+            )
+
+
+def test_gap_bounds_hold_inside_every_gap(model, monkeypatch):
+    """The bounds that let scoring skip a gap of the grid contain the true standard deviation of -log S(t|s) at every
+    interior event time (unconditional and conditional), for every patient kind."""
+    monkeypatch.setattr(mixture, "FULL_EVALUATION_PATTERNS", 0)  # every patient located gap by gap
+    rng = np.random.default_rng(8)
+    for k in range(12):
+        patient = scoring.validate_patient(random_patient(rng, KINDS[k % 3]))
+        for endpoint in covariates.ENDPOINTS:
+            prep = prepared(model.endpoints[endpoint])
+            mix = mixture.mixture(prep, patient)
+            values = mixture.evaluate(mix, np.arange(len(prep.times)))
+            for s_index in (-1, int(prep.grid[len(prep.grid) // 3])):
+                base = mixture.Base.at(prep, values, s_index)
+                full = mixture.curve(prep, values, base)
+                upper, lower = mixture._sd_bounds(mix, full.take(prep.grid), base)
+                sd = np.sqrt(full.var)
+                checked = 0
+                for g in np.flatnonzero(prep.gaps.interior & (prep.grid[:-1] >= max(s_index, 0))):
+                    inside = sd[:, prep.grid[g] + 1 : prep.grid[g + 1]]
+                    assert np.all(inside <= upper[:, g : g + 1] * (1 + 1e-12) + 1e-12), (endpoint, k, g)
+                    assert np.all(inside >= lower[:, g : g + 1] * (1 - 1e-12) - 1e-12), (endpoint, k, g)
+                    checked += 1
+                assert checked > 10
+
+
+def test_returned_curves_are_smooth_for_the_highest_risk_patient(model):
+    """Thinned from the model's grid, consecutive returned points fall by at most 0.01 (within a band of survival)
+    plus one step of the grid: at most 0.01 itself, or a single event time's fall."""
+    patient = {
+        "who_grade": "3",
+        "tumor_burden": ">75%",
+        "prior_resection_ablation": "1",
+        "tumor_type": None,
+        "extrahepatic_metastases": "1",
+        "octreotide": "0",
+        "biologic": None,
+        "cytotoxic": "1",
+    }
+    result = scoring.predict(model, patient)
+    for endpoint in covariates.ENDPOINTS:
+        full = oracle.full_curves(model, patient, endpoint)
+        for option, curve in result["predictions"][endpoint].items():
+            s = full[option]["s"]
+            i = np.searchsorted(full[option]["times"], curve["times_months"][1:], side="right") - 1
+            steps = -np.diff(np.concatenate([[1.0], s]))
+            for j in range(len(i)):
+                before = i[j - 1] if j else -1
+                fall = (s[before] if before >= 0 else 1.0) - s[i[j]]
+                assert fall <= 0.01 + max(0.01, steps[before + 1 : i[j] + 1].max()) + 1e-12, (endpoint, option, j)
+
+
+def test_grid_bounds_the_fall_of_every_curve_between_grid_points(model):
+    """Between consecutive grid points no curve exp(-r H) with r in the model's range of hazard ratios falls by more
+    than GRID_SURVIVAL_STEP, unless they are adjacent event times (one step that falls by more)."""
+    from prognosis.prepared import GRID_SURVIVAL_STEP, lp_range
+
+    for endpoint, ep in model.endpoints.items():
+        prep = prepared(ep)
+        lo, hi = lp_range(ep, prep.patterns.names)
+        r = np.exp(np.linspace(lo, hi, 400))[:, None]
+        h = np.concatenate([[0.0], prep.hc[prep.grid]])
+        fall = np.exp(-r * h[:-1]) - np.exp(-r * h[1:])
+        wide = np.diff(np.concatenate([[-1], prep.grid])) > 1
+        assert np.all(fall[:, wide] <= GRID_SURVIVAL_STEP + 1e-12), endpoint
