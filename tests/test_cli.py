@@ -23,8 +23,9 @@ REPO = Path(__file__).resolve().parent.parent
 def run(*args: str, cwd: Path = REPO, served: Path | None = None) -> subprocess.CompletedProcess:
     """``python -m training ARGS``; ``served`` stands in for the app's model_artifacts/ (never the repository's)."""
     env = {**os.environ, "CALCULATOR_MODEL_DIR": str((served or Path("/nonexistent")) / "current")}
-    return subprocess.run([sys.executable, "-m", "training", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=900, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args], cwd=cwd, capture_output=True, text=True, timeout=900, env=env
+    )
 
 
 @pytest.mark.slow
@@ -60,8 +61,12 @@ def write_formats(frame: pd.DataFrame, folder: Path) -> dict[str, tuple[str, ...
     engine = sqlalchemy.create_engine(f"sqlite:///{folder / 'r.db'}")
     frame.to_sql("registry", engine, index=False)
     engine.dispose()
-    return {"csv": (str(folder / "r.csv"),), "xlsx": (str(folder / "r.xlsx"),),
-            "parquet": (str(folder / "r.parquet"),), "sqlite": (f"sqlite:///{folder / 'r.db'}", "--table", "registry")}
+    return {
+        "csv": (str(folder / "r.csv"),),
+        "xlsx": (str(folder / "r.xlsx"),),
+        "parquet": (str(folder / "r.parquet"),),
+        "sqlite": (f"sqlite:///{folder / 'r.db'}", "--table", "registry"),
+    }
 
 
 def test_same_data_in_every_format_gives_identical_models(tmp_path):
@@ -102,11 +107,20 @@ def test_column_mapping_and_drop_incomplete(tmp_path):
     frame.to_csv(tmp_path / "site.csv", index=False)
     (tmp_path / "map.toml").write_text('[columns]\nGrade = "who_grade"\nProcedure = "modality"\n')
     out = tmp_path / "model"
-    stopped = run("fit", "--data", str(tmp_path / "site.csv"), "--columns", str(tmp_path / "map.toml"),
-                  "--out", str(out))
+    stopped = run(
+        "fit", "--data", str(tmp_path / "site.csv"), "--columns", str(tmp_path / "map.toml"), "--out", str(out)
+    )
     assert stopped.returncode != 0 and "who_grade" in stopped.stderr and not out.exists()
-    done = run("fit", "--data", str(tmp_path / "site.csv"), "--columns", str(tmp_path / "map.toml"),
-               "--drop-incomplete", "--out", str(out))
+    done = run(
+        "fit",
+        "--data",
+        str(tmp_path / "site.csv"),
+        "--columns",
+        str(tmp_path / "map.toml"),
+        "--drop-incomplete",
+        "--out",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     assert "excluded: 2 rows (missing who_grade)" in done.stdout
     card = json.loads((out / "model_card.json").read_text())
@@ -130,3 +144,19 @@ def test_promote_from_the_command_line(model_dir, tmp_path):
     (v / "hpfs.npz").write_bytes(b"tampered")
     refused = run("promote", str(v), served=served)
     assert refused.returncode != 0 and "SHA-256" in refused.stderr
+
+
+def test_update_and_impute_refuse_bad_arguments_plainly(model_dir, tmp_path):
+    """A base that is not a model version, or fewer than 2 imputations: a message, no traceback, nothing written."""
+    csv = tmp_path / "r.csv"
+    random_registry(200, 5).to_csv(csv, index=False)
+    for args, message in (
+        (
+            ["update", "--base", str(tmp_path / "nothing"), "--data", str(csv), "--out", str(tmp_path / "u")],
+            "does not exist",
+        ),
+        (["fit", "--data", str(csv), "--out", str(tmp_path / "u"), "--impute", "1"], "at least 2 imputations"),
+    ):
+        done = run(*args)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert not (tmp_path / "u").exists()

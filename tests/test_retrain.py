@@ -28,8 +28,7 @@ PYTHON = sys.executable
 
 
 def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "-m", "training", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([PYTHON, "-m", "training", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 def edit_card(directory: Path, change) -> None:
@@ -56,6 +55,7 @@ def data_csv(model_dir) -> Path:
 
 # --- the promotion gate ---------------------------------------------------------------------------------------------
 
+
 def test_unvalidated_candidate_is_refused_unless_forced(root):
     edit_card(root / "v1", lambda card: card.pop("validation"))
     refused = run("promote", str(root / "v1"), "--root", str(root))
@@ -67,11 +67,14 @@ def test_unvalidated_candidate_is_refused_unless_forced(root):
     assert os.readlink(root / "current") == "v1"
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("harrell_c", 0.54, "Harrell's C 0.54 is below 0.55"),
-    ("calibration_slope", 0.45, "calibration slope 0.45 is outside [0.5, 1.5]"),
-    ("calibration_slope", 1.6, "calibration slope 1.6 is outside [0.5, 1.5]"),
-])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("harrell_c", 0.54, "Harrell's C 0.54 is below 0.55"),
+        ("calibration_slope", 0.45, "calibration slope 0.45 is outside [0.5, 1.5]"),
+        ("calibration_slope", 1.6, "calibration slope 1.6 is outside [0.5, 1.5]"),
+    ],
+)
 def test_failed_validation_is_refused_unless_forced(root, key, value, message):
     promote.promote(root / "v1", root)
     edit_card(root / "v2", lambda card: card["validation"]["os"][key].update(optimism_corrected=value))
@@ -105,6 +108,7 @@ def test_comparison_on_the_candidates_data_and_rollback(root, model_dir):
 
 
 # --- a running app picks up the promoted version ---------------------------------------------------------------------
+
 
 def test_running_app_serves_the_promoted_version(root):
     promote.promote(root / "v1", root)
@@ -140,11 +144,20 @@ def test_gunicorn_serves_the_promoted_version_without_restart(root, tmp_path):
         pytest.skip("gunicorn is not installed in this environment")
     promote.promote(root / "v1", root)
     port = _free_port()
-    env = dict(os.environ, CALCULATOR_MODEL_DIR=str(root / "current"), CALCULATOR_BIND=f"127.0.0.1:{port}",
-               CALCULATOR_WORKERS="2")
+    env = dict(
+        os.environ,
+        CALCULATOR_MODEL_DIR=str(root / "current"),
+        CALCULATOR_BIND=f"127.0.0.1:{port}",
+        CALCULATOR_WORKERS="2",
+    )
     log = open(tmp_path / "gunicorn.log", "w")
-    server = subprocess.Popen([str(gunicorn), "--config", "gunicorn.conf.py", "calculator:create_app()"], cwd=REPO,
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [str(gunicorn), "--config", "gunicorn.conf.py", "calculator:create_app()"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/readyz"
     try:
         deadline = time.monotonic() + 60
@@ -162,6 +175,7 @@ def test_gunicorn_serves_the_promoted_version_without_restart(root, tmp_path):
 
 
 # --- kill -9 at any moment ------------------------------------------------------------------------------------------
+
 
 def assert_served_model_intact(root: Path) -> None:
     """current verifies, and every visible entry is a complete, verifiable version (temporaries start with '.')."""
@@ -211,21 +225,46 @@ def test_kill_9_during_fit_validate_and_promote_commands(root, model_dir, tmp_pa
     random_registry(300, 61).to_csv(csv, index=False)
     promote.promote(root / "v1", root)
     commands = {
-        "fit": lambda k: ["fit", "--data", str(csv), "--out", str(root / f"new{k}"), "--validate", "--bootstrap", "20",
-                          "--jobs", "1"],
-        "validate": lambda k: ["validate", str(root / "v1"), "--data", str(data_csv(model_dir)), "--bootstrap", "20",
-                               "--jobs", "1"],
-        "promote": lambda k: ["promote", str(root / ("v2" if k % 2 else "v1")), "--root", str(root), "--data",
-                              str(data_csv(model_dir))],
+        "fit": lambda k: [
+            "fit",
+            "--data",
+            str(csv),
+            "--out",
+            str(root / f"new{k}"),
+            "--validate",
+            "--bootstrap",
+            "20",
+            "--jobs",
+            "1",
+        ],
+        "validate": lambda k: [
+            "validate",
+            str(root / "v1"),
+            "--data",
+            str(data_csv(model_dir)),
+            "--bootstrap",
+            "20",
+            "--jobs",
+            "1",
+        ],
+        "promote": lambda k: [
+            "promote",
+            str(root / ("v2" if k % 2 else "v1")),
+            "--root",
+            str(root),
+            "--data",
+            str(data_csv(model_dir)),
+        ],
     }
     rng = random.Random(9)
-    for name, command in commands.items():
+    for command in commands.values():
         started = time.monotonic()
         assert run(*command(0)).returncode == 0
         duration = time.monotonic() - started
         for k in range(1, 3):  # two random moments per command (plus the loop test above for the switch itself)
-            proc = subprocess.Popen([PYTHON, "-m", "training", *command(k)], cwd=REPO, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [PYTHON, "-m", "training", *command(k)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             time.sleep(rng.uniform(0.2, duration))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -233,4 +272,3 @@ def test_kill_9_during_fit_validate_and_promote_commands(root, model_dir, tmp_pa
     # Whatever was interrupted, the tree still validates and promotes.
     assert run("promote", str(root / "v1"), "--root", str(root)).returncode == 0
     assert (root / "v1" / MANIFEST).exists()
-
