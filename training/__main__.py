@@ -48,14 +48,14 @@ def _add_validation(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=validate.DEFAULT_REPLICATES,
         metavar="B",
-        help=f"bootstrap replicates (default {validate.DEFAULT_REPLICATES})",
+        help=f"bootstrap replicates of the validation and of the shrinkage (default {validate.DEFAULT_REPLICATES})",
     )
     parser.add_argument(
         "--seed",
         type=int,
         default=validate.DEFAULT_SEED,
         metavar="S",
-        help="master seed of the bootstrap; the same seed gives the same results",
+        help="master seed of the bootstraps and the imputation; the same seed gives the same results",
     )
     parser.add_argument(
         "--jobs",
