@@ -43,25 +43,30 @@ FULL_EVALUATION_PATTERNS = 8
 COMPONENTS_KEPT = 4096
 N_OPTIONS = len(covariates.OPTIONS)
 # Columns of Components.columns: 1, r, r², r² z'Vz, then r z.
-_ONE, _R, _R2, _R2ZVZ, _RZ = 0, 1, 2, 3, 4
+# Columns of Components.columns: 1, r, r², r² z'Vz, then r and r² times each term's pattern part (Prepared.varying).
+_ONE, _R, _R2, _R2ZVZ, _VARYING = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True, eq=False)
 class Components:
     """Every (option, pattern) component for one combination of the patient's fixed covariates (those outside the
-    patterns of the unknowns): ``z`` (options, P, p), ``r`` (options, P), ``columns`` (options, P, 4 + p) =
-    [1, r, r², r² z'Vz, r z], ``r2z`` = r² z (options, P, p), and ``log_joint`` (P,): log P(pattern | the fixed
-    covariates) under the chain."""
+    patterns of the unknowns): ``fixed`` (options, p) the terms' parts other than the pattern's, ``z`` (options, P,
+    p) = fixed x pattern part, ``r`` (options, P), ``columns`` (options, P, 4 + 2 D) = [1, r, r², r² z'Vz,
+    r pi, r² pi] with pi the pattern parts of the D terms that have one, and ``log_joint`` (P,): log P(pattern | the
+    fixed covariates) under the chain.
 
+    A term without a pattern part is the same for every component, so the average of r z over the components is
+    r_eff times it; only the D others need a column of their own."""
+
+    fixed: np.ndarray
     z: np.ndarray
     r: np.ndarray
     columns: np.ndarray
-    r2z: np.ndarray
     log_joint: np.ndarray
 
     @property
     def nbytes(self) -> int:
-        return self.z.nbytes + self.r.nbytes + self.columns.nbytes + self.r2z.nbytes + self.log_joint.nbytes
+        return self.fixed.nbytes + self.z.nbytes + self.r.nbytes + self.columns.nbytes + self.log_joint.nbytes
 
 
 def components(prep: Prepared, patient: dict[str, str | None]) -> Components:
@@ -70,12 +75,16 @@ def components(prep: Prepared, patient: dict[str, str | None]) -> Components:
     found = prep.components.get(key)
     if found is not None:
         return found  # type: ignore[return-value]
-    z = prep.parts.other_rows(patient)[:, None, :] * prep.parts.pattern_factor[None, :, :]
+    fixed = prep.parts.other_rows(patient)
+    z = fixed[:, None, :] * prep.parts.pattern_factor[None, :, :]
     r = np.exp(z @ prep.coef)
     zvz = np.maximum(((z @ prep.cov) * z).sum(axis=-1), 0.0)
     r2 = r * r
-    columns = np.concatenate([np.stack([np.ones_like(r), r, r2, r2 * zvz], axis=-1), r[..., None] * z], axis=-1)
-    made = Components(z, r, columns, r2[..., None] * z, prep.patterns.log_joint(patient))
+    pi = prep.parts.pattern_factor[:, prep.varying][None, :, :]
+    columns = np.concatenate(
+        [np.stack([np.ones_like(r), r, r2, r2 * zvz], axis=-1), r[..., None] * pi, r2[..., None] * pi], axis=-1
+    )
+    made = Components(fixed, z, r, columns, prep.patterns.log_joint(patient))
     if len(prep.components) < COMPONENTS_KEPT:
         prep.components[key] = made
     return made
@@ -83,14 +92,15 @@ def components(prep: Prepared, patient: dict[str, str | None]) -> Components:
 
 @dataclass(frozen=True, eq=False)
 class Mixture:
-    """A patient's components for one endpoint: ``which`` patterns with ``weights``; ``z`` (options, K, p) and
-    ``r`` (options, K) per option and pattern; ``weighted`` = the weights times [1, r, r², r² z'Vz, r z] and, when
-    the medians are located gap by gap (``full`` False), times r² z after those; ``spread`` (options,) =
-    max_k r - min_k r; ``key`` the RMST tables' key (None: none)."""
+    """A patient's components for one endpoint: ``which`` patterns with ``weights``; ``fixed`` (options, p), ``z``
+    (options, K, p) and ``r`` (options, K) per option and pattern; ``weighted`` = the weights times the components'
+    columns (when the medians are located gap by gap, ``full`` False); ``spread`` (options,) = max_k r - min_k r;
+    ``key`` the RMST tables' key (None: none)."""
 
     prep: Prepared
     which: np.ndarray
     weights: np.ndarray
+    fixed: np.ndarray
     z: np.ndarray
     r: np.ndarray
     weighted: np.ndarray
@@ -116,21 +126,20 @@ def mixture(prep: Prepared, patient: dict[str, str | None]) -> Mixture:
         weights = np.exp(log_w - log_w.max())
         weights /= weights.sum()
     full = len(which) <= FULL_EVALUATION_PATTERNS
-    if full:
-        weighted = columns[..., :0]  # not used: few components are averaged with their weights a_k(t) directly
-    else:
-        weighted = np.concatenate([columns, comps.r2z if every else comps.r2z[:, which]], axis=-1) * weights[:, None]
+    # Few components are averaged with their weights a_k(t) directly; the columns serve the gap-by-gap path.
+    weighted = columns[..., :0] if full else columns * weights[:, None]
     key = tuple(patient[name] for name in prep.rmst_keys) if prep.rmst_keys is not None else None
-    return Mixture(prep, which, weights, z, r, weighted, full, r.max(axis=1) - r.min(axis=1), key)
+    return Mixture(prep, which, weights, comps.fixed, z, r, weighted, full, r.max(axis=1) - r.min(axis=1), key)
 
 
 @dataclass(frozen=True, eq=False)
 class Values:
     """The mixture at event indices ``idx`` (n,), per option (options, n): S̄ ``s``, ``r_eff``, ``var`` (of -log S̄)
     and ``ava`` = A'VA, with A the averaged r z: either ``a`` itself (options, n, p), or (every event time, few
-    components) the averaging weights ``omega`` (options, n, K) and the components' ``rz`` (options, K, p), A being
-    omega @ rz where needed. For the gap bounds (mixtures located gap by gap only, else None): the variance of r under
-    the weights ``var_r``, the average of r² z'Vz ``r2zvz`` and the covariance of r with r z ``cov_rz``."""
+    components) the averaging weights ``omega`` (options, K, n) and the components' ``rz`` (options, K, p), A being
+    sum_k omega_k rz_k where needed. For the gap bounds (mixtures located gap by gap only, else None): the variance
+    of r under the weights ``var_r``, the average of r² z'Vz ``r2zvz`` and the covariance of r with r z
+    ``cov_rz``."""
 
     idx: np.ndarray
     s: np.ndarray
@@ -150,14 +159,13 @@ class Values:
         """A at positions j: (options, [len(j),] p)."""
         if self.a is not None:
             return self.a[:, j]
-        omega = self.omega[:, j]  # type: ignore[index]
-        return (omega[:, None, :] @ self.rz)[:, 0] if omega.ndim == 2 else omega @ self.rz
+        return np.einsum("ok...,okp->o...p", self.omega[:, :, j], self.rz)  # type: ignore[index]
 
     def a_dot(self, vectors: np.ndarray) -> np.ndarray:
         """A . v_o at every position, for one vector per option (options, p): (options, n)."""
         if self.a is not None:
             return (self.a @ vectors[..., None])[..., 0]
-        return (self.omega @ (self.rz @ vectors[..., None]))[..., 0]  # type: ignore[operator]
+        return np.einsum("okn,ok->on", self.omega, (self.rz @ vectors[..., None])[..., 0])  # type: ignore[operator]
 
     def q(self, prep: Prepared, j: int | slice | np.ndarray = slice(None)) -> np.ndarray:
         """The averaged beta-gradient of the cumulative hazard, q̄ = A H - r_eff XC, at positions j."""
@@ -165,13 +173,13 @@ class Values:
         return self.a_at(j) * np.expand_dims(prep.hc[i], -1) - self.r_eff[:, j, None] * prep.xc[i]
 
     def take(self, pos: np.ndarray) -> Values:
-        return Values(
-            self.idx[pos],
-            *(
-                None if getattr(self, k) is None else getattr(self, k) if k == "rz" else getattr(self, k)[:, pos]
-                for k in self._FIELDS
-            ),
-        )
+        def part(k: str) -> np.ndarray | None:
+            value = getattr(self, k)
+            if value is None or k == "rz":
+                return value
+            return value[:, :, pos] if k == "omega" else value[:, pos]
+
+        return Values(self.idx[pos], *(part(k) for k in self._FIELDS))
 
 
 def evaluate(mix: Mixture, idx: np.ndarray) -> Values:
@@ -190,7 +198,7 @@ def evaluate(mix: Mixture, idx: np.ndarray) -> Values:
         zvz = np.einsum("op,pq,oq->o", z, prep.cov, z)
         r_eff = np.broadcast_to(r[:, None], (N_OPTIONS, n))
         ava = np.broadcast_to((r**2 * zvz)[:, None], (N_OPTIONS, n))
-        avx = r[:, None] * (b @ z.T).T
+        avx = r[:, None] * (z @ (prep.b_t if idx is prep.every else b.T))
         a = np.broadcast_to((r[:, None] * z)[:, None, :], (N_OPTIONS, n, p))
         quad = h**2 * ava - 2 * h * r_eff * avx + r_eff**2 * g
         var = r_eff**2 * vc + np.maximum(quad, 0.0)
@@ -198,28 +206,31 @@ def evaluate(mix: Mixture, idx: np.ndarray) -> Values:
             return Values(idx, s, r_eff, var, ava, a)
         zeros = np.zeros((N_OPTIONS, n))
         return Values(idx, s, r_eff, var, ava, a, None, None, zeros, ava, np.zeros((N_OPTIONS, n, p)))
-    e = np.multiply.outer(-mix.r, h).transpose(0, 2, 1)  # (options, n, K): S_k(t), built in place
-    np.exp(e, out=e)
     if mix.full:
-        # Few components: the weights a_k(t) themselves, and A'VA = a' M a, A.B = a . (r z.B), K x K and n x K.
-        e *= mix.weights
-        s = e.sum(axis=2)
+        # Few components: the weights a_k(t) themselves, laid out (options, K, n), and A'VA = a' M a with
+        # M = (r z) V (r z)' (K x K), A . B(t) = a . (r z . B(t)).
+        e = np.multiply.outer(-mix.r, h)
+        np.exp(e, out=e)
+        e *= mix.weights[:, None]
+        s = e.sum(axis=1)
         with np.errstate(all="ignore"):
-            omega = e / s[..., None]
+            omega = e / s[:, None, :]
         low = s < TINY
         if low.any():
             o, t = np.nonzero(low)
             log_ws = np.log(mix.weights) - h[t][:, None] * mix.r[o]
             w = np.exp(log_ws - log_ws.max(axis=1, keepdims=True))
-            omega[o, t] = w / w.sum(axis=1)[:, None]
+            omega[o, :, t] = w / w.sum(axis=1)[:, None]
         rz = mix.r[..., None] * mix.z
-        r_eff = (omega @ mix.r[..., None])[..., 0]
+        r_eff = np.einsum("okn,ok->on", omega, mix.r)
         m = rz @ prep.cov @ rz.transpose(0, 2, 1)
-        ava = ((omega @ m) * omega).sum(axis=2)
-        avx = (omega * np.matmul(b, rz.transpose(0, 2, 1))).sum(axis=2)
+        ava = np.einsum("okn,okn->on", m @ omega, omega)
+        avx = np.einsum("okn,okn->on", rz @ (prep.b_t if idx is prep.every else b.T), omega)
         quad = h**2 * ava - 2 * h * r_eff * avx + r_eff**2 * g
         var = r_eff**2 * vc + np.maximum(quad, 0.0)
         return Values(idx, s, r_eff, var, ava, None, omega, rz)
+    e = np.multiply.outer(-mix.r, h).transpose(0, 2, 1)  # (options, n, K): S_k(t), built in place
+    np.exp(e, out=e)
     # sum_k w_k S_k(t) c_k for each column c, the weights already in the columns.
     sums = np.matmul(e, mix.weighted)
     s = sums[..., _ONE]
@@ -233,16 +244,23 @@ def evaluate(mix: Mixture, idx: np.ndarray) -> Values:
         w = np.exp(log_ws - log_ws.max(axis=1, keepdims=True))
         w /= w.sum(axis=1)[:, None]
         ratio[o, t] = np.einsum("nk,nkc->nc", w, mix.weighted[o][..., _R:] / mix.weights[:, None])
-    r_eff = ratio[..., 0]
-    a = ratio[..., _RZ - 1 : _RZ - 1 + p]
+    d = len(prep.varying)
+    r_eff = ratio[..., _R - 1]
+    m_r2 = ratio[..., _R2 - 1]
+    # A = E[r z] and E[r² z]: the fixed part times E[r] (E[r²]) for terms without a pattern part, times E[r pi]
+    # (E[r² pi]) for the D others.
+    fixed = mix.fixed[:, None, :]
+    a = r_eff[..., None] * fixed
+    a[..., prep.varying] = ratio[..., _VARYING - 1 : _VARYING - 1 + d] * fixed[..., prep.varying]
     flat = a.reshape(-1, p)
     ava = np.einsum("np,np->n", flat @ prep.cov, flat).reshape(r_eff.shape)
     avx = np.einsum("onp,np->on", a, b)
     quad = h**2 * ava - 2 * h * r_eff * avx + r_eff**2 * g
     var = r_eff**2 * vc + np.maximum(quad, 0.0)
-    var_r = ratio[..., _R2 - 1] - r_eff**2
-    cov_rz = ratio[..., _RZ - 1 + p :] - r_eff[..., None] * a
-    return Values(idx, s, r_eff, var, ava, a, None, None, var_r, ratio[..., _R2ZVZ - 1], cov_rz)
+    r2z = m_r2[..., None] * fixed
+    r2z[..., prep.varying] = ratio[..., _VARYING - 1 + d :] * fixed[..., prep.varying]
+    cov_rz = r2z - r_eff[..., None] * a
+    return Values(idx, s, r_eff, var, ava, a, None, None, m_r2 - r_eff**2, ratio[..., _R2ZVZ - 1], cov_rz)
 
 
 @dataclass(frozen=True, eq=False)
@@ -500,16 +518,12 @@ def rmst(mix: Mixture, tau: float) -> Rmst:
         return rmst_exact(mix, tau)
     _, _, first = _steps(prep, tau)
     p_count = len(prep.patterns.levels)
-    k = len(mix.which)
-    estimate = first + block.area[:, mix.which] @ mix.weights
-    gradient = np.einsum("k,okp->op", mix.weights, block.gradient[:, mix.which])
-    if k == p_count:
-        gram = block.gram.reshape(N_OPTIONS, k, N_OPTIONS, k)
-    else:
-        rows = (np.arange(N_OPTIONS)[:, None] * p_count + mix.which[None, :]).reshape(-1)
-        gram = block.gram[np.ix_(rows, rows)].reshape(N_OPTIONS, k, N_OPTIONS, k)
-    baseline = np.einsum("k,okpl,l->op", mix.weights, gram, mix.weights)
-    return Rmst(tau, estimate, gradient, baseline)
+    # The weights over every (option, pattern) component of the block, one row per option.
+    w = np.zeros((N_OPTIONS, N_OPTIONS * p_count))
+    w[np.arange(N_OPTIONS)[:, None], np.arange(N_OPTIONS)[:, None] * p_count + mix.which] = mix.weights
+    estimate = first + block.area.reshape(-1) @ w.T
+    gradient = w @ block.gradient.reshape(-1, len(prep.terms))
+    return Rmst(tau, estimate, gradient, w @ block.gram @ w.T)
 
 
 def rmst_exact(mix: Mixture, tau: float) -> Rmst:

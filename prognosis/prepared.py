@@ -241,6 +241,8 @@ class Prepared:
     g: np.ndarray
     grid: np.ndarray
     gaps: Gaps
+    b_t: np.ndarray  # B transposed, contiguous (p, T)
+    varying: np.ndarray  # the terms with a part on the patterns of the unknowns
     every: np.ndarray  # every event index, 0 .. T-1
     on_grid: np.ndarray  # bool per event index: a grid point
     parts: TermParts
@@ -417,6 +419,8 @@ def _prepare_endpoint(ep: EndpointModel) -> Prepared:
         g=g,
         grid=grid,
         gaps=_gaps(grid, hc, vc, xc, cov),
+        b_t=np.ascontiguousarray(b.T),
+        varying=np.flatnonzero((parts.pattern_factor != 1.0).any(axis=0)),
         every=np.arange(len(times)),
         on_grid=np.isin(np.arange(len(times)), grid),
         parts=parts,
