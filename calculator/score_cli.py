@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -395,7 +396,7 @@ class _Writer:
     def __init__(self, out: Path):
         self.out = out
         self.parquet = out.suffix.lower() == ".parquet"
-        self.writer = None
+        self.writer: Any = None
         self.schema = None
         self.first = True
 
@@ -414,6 +415,7 @@ class _Writer:
                 ]
                 self.schema = pa.schema(fields)
                 self.writer = pq.ParquetWriter(self.out, self.schema)
+            assert self.writer is not None
             self.writer.write_table(pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False))
         else:
             frame.to_csv(self.out, mode="w" if self.first else "a", header=self.first, index=False)

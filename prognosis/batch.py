@@ -52,7 +52,9 @@ def _is_missing(value: object) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
-def _canonical_column(cov: covariates.Covariate, values: Sequence) -> tuple[np.ndarray, np.ndarray]:
+def _canonical_column(
+    cov: covariates.Covariate, values: Sequence[object] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Canonical levels (None: missing) and per row the problem ('' if none), decided once per distinct value."""
     n = len(values)
     levels = np.empty(n, dtype=object)
@@ -90,7 +92,7 @@ class BatchResult:
 
 def score_patients(
     model: Model,
-    rows: Mapping[str, Sequence],
+    rows: Mapping[str, Sequence[object] | np.ndarray],
     horizons: Sequence[float] = covariates.DEFAULT_HORIZONS_MONTHS,
     conditional_on_months: float | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -113,12 +115,11 @@ def score_patients(
     levels: dict[str, np.ndarray] = {}
     problems = np.full(n, "", dtype=object)
     for cov in covariates.COVARIATES:
-        values = rows.get(cov.name)
-        if values is None:
-            values = [None] * n
-        if len(values) != n:
-            raise ValueError(f"column {cov.name} has {len(values)} rows, not {n}")
-        levels[cov.name], why = _canonical_column(cov, values)
+        given = rows.get(cov.name)
+        column: Sequence[object] | np.ndarray = [None] * n if given is None else given
+        if len(column) != n:
+            raise ValueError(f"column {cov.name} has {len(column)} rows, not {n}")
+        levels[cov.name], why = _canonical_column(cov, column)
         has = why != ""
         problems[has] = np.where(problems[has] == "", why[has], problems[has] + "; " + why[has])
     ok = problems == ""
@@ -142,7 +143,8 @@ def score_patients(
         if progress is not None:
             progress(done, len(todo))
     values = table[inverse]
-    error = np.where(ok, None, problems).astype(object)
+    error = problems.copy()
+    error[ok] = None
     return BatchResult({name: values[:, c] for c, name in enumerate(out_names)}, error, len(todo))
 
 

@@ -74,7 +74,7 @@ def components(prep: Prepared, patient: dict[str, str | None]) -> Components:
     key = tuple(patient[name] for name in prep.fixed_names)
     found = prep.components.get(key)
     if found is not None:
-        return found  # type: ignore[return-value]
+        return found
     fixed = prep.parts.other_rows(patient)
     z = fixed[:, None, :] * prep.parts.pattern_factor[None, :, :]
     r = np.exp(z @ prep.coef)
@@ -159,13 +159,15 @@ class Values:
         """A at positions j: (options, [len(j),] p)."""
         if self.a is not None:
             return self.a[:, j]
-        return np.einsum("ok...,okp->o...p", self.omega[:, :, j], self.rz)  # type: ignore[index]
+        assert self.omega is not None and self.rz is not None
+        return np.einsum("ok...,okp->o...p", self.omega[:, :, j], self.rz)
 
     def a_dot(self, vectors: np.ndarray) -> np.ndarray:
         """A . v_o at every position, for one vector per option (options, p): (options, n)."""
         if self.a is not None:
             return (self.a @ vectors[..., None])[..., 0]
-        return np.einsum("okn,ok->on", self.omega, (self.rz @ vectors[..., None])[..., 0])  # type: ignore[operator]
+        assert self.omega is not None and self.rz is not None
+        return np.einsum("okn,ok->on", self.omega, (self.rz @ vectors[..., None])[..., 0])
 
     def q(self, prep: Prepared, j: int | slice | np.ndarray = slice(None)) -> np.ndarray:
         """The averaged beta-gradient of the cumulative hazard, q̄ = A H - r_eff XC, at positions j."""
@@ -179,7 +181,7 @@ class Values:
                 return value
             return value[:, :, pos] if k == "omega" else value[:, pos]
 
-        return Values(self.idx[pos], *(part(k) for k in self._FIELDS))
+        return Values(self.idx[pos], *(part(k) for k in self._FIELDS))  # type: ignore[arg-type]
 
 
 def evaluate(mix: Mixture, idx: np.ndarray) -> Values:
@@ -360,6 +362,7 @@ def _sd_bounds(mix: Mixture, grid: Curve, base: Base) -> tuple[np.ndarray, np.nd
             d_norm = np.sqrt(np.maximum(np.einsum("ogp,pq,ogq->og", d, prep.cov, d), 0.0))
             first = d_norm[:, None, :] * sides["dh"]
         else:
+            assert v.a is not None and v.var_r is not None and v.r2zvz is not None and v.cov_rz is not None
             h = prep.hc[v.idx]
             h_a, h_b = h[:-1], h[1:]
             var_r = np.maximum(v.var_r, 0.0)
@@ -511,7 +514,7 @@ def rmst(mix: Mixture, tau: float) -> Rmst:
     prep = mix.prep
     block = (
         rmst_block(prep, dict(zip(prep.rmst_keys, mix.key, strict=True)))
-        if tau == prep.rmst_tau and mix.key is not None
+        if tau == prep.rmst_tau and mix.key is not None and prep.rmst_keys is not None
         else None
     )
     if block is None:

@@ -25,12 +25,14 @@ import itertools
 import math
 import threading
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from prognosis import covariates
-from prognosis.model import EndpointModel, Model
+from prognosis.model import ChainLink, EndpointModel, Model
 
 # The grid: every event time that starts a new month, and enough others that no patient's curve can fall by more
 # than this between consecutive grid points (so the returned curves, thinned from the grid, look like the full ones).
@@ -54,7 +56,7 @@ class TermParts:
     option_indicator: np.ndarray  # (options, n_terms)
     pattern_factor: np.ndarray  # (P, n_terms)
 
-    def fixed_values(self, patient: dict[str, str | None]) -> np.ndarray:
+    def fixed_values(self, patient: Mapping[str, str | None]) -> np.ndarray:
         """Each term's parts on the patient's covariates other than the pattern's and the option (n_terms,)."""
         out = np.empty(len(self.fixed))
         for j, (parts, numbers) in enumerate(zip(self.fixed, self.numeric, strict=True)):
@@ -69,7 +71,7 @@ class TermParts:
             out[j] = value
         return out
 
-    def other_rows(self, patient: dict[str, str | None]) -> np.ndarray:
+    def other_rows(self, patient: Mapping[str, str | None]) -> np.ndarray:
         """(options, n_terms): each term's value without its pattern part, for the patient under each option."""
         return self.fixed_values(patient) * self.option_indicator
 
@@ -113,15 +115,15 @@ class Patterns:
     names: tuple[str, ...]
     levels: np.ndarray
     codes: np.ndarray
-    links: tuple[tuple[object, TermParts, np.ndarray], ...]
+    links: tuple[tuple[ChainLink, TermParts, np.ndarray], ...]
 
     def compatible(self, patient: dict[str, str | None]) -> np.ndarray:
         """Indices of the patterns that agree with the patient's known optional values."""
-        known = [
-            (j, covariates.BY_NAME[name].levels.index(patient[name]))  # type: ignore[arg-type]
-            for j, name in enumerate(self.names)
-            if patient[name] is not None
-        ]
+        known = []
+        for j, name in enumerate(self.names):
+            value = patient[name]
+            if value is not None:
+                known.append((j, covariates.BY_NAME[name].levels.index(value)))
         if not known:
             return np.arange(len(self.codes))
         cols, values = zip(*known, strict=True)
@@ -133,7 +135,7 @@ class Patterns:
         out = np.zeros(len(self.codes))
         rows = np.arange(len(self.codes))
         for link, parts, observed in self.links:
-            log_p = link.log_probabilities(parts.fixed_values(patient) * parts.pattern_factor)  # type: ignore
+            log_p = link.log_probabilities(parts.fixed_values(patient) * parts.pattern_factor)
             out += log_p[rows, observed]
         return out
 
@@ -254,7 +256,7 @@ class Prepared:
     rmst_blocks: dict[tuple, RmstBlock] = field(default_factory=dict)
     rmst_lock: threading.Lock = field(default_factory=threading.Lock)
     # Per combination of the fixed covariates: every (option, pattern) component (``prognosis.mixture``).
-    components: dict[tuple, object] = field(default_factory=dict)
+    components: dict[tuple, Any] = field(default_factory=dict)
 
     @property
     def last_time(self) -> float:
@@ -276,7 +278,7 @@ class Prepared:
             sum(a.nbytes for a in arrays)
             + sum(block.nbytes for block in self.rmst_blocks.values())
             + sum(c.nbytes for c in self.components.values())
-        )  # type: ignore[attr-defined]
+        )
 
 
 def lp_range(ep: EndpointModel, names: tuple[str, ...]) -> tuple[float, float]:

@@ -54,7 +54,7 @@ def validate_patient(patient: Mapping[str, str | None]) -> dict[str, str | None]
     unknown_keys = set(patient) - set(covariates.BY_NAME)
     if unknown_keys:
         raise ValueError(f"unknown inputs: {', '.join(sorted(unknown_keys))}")
-    clean = {}
+    clean: dict[str, str | None] = {}
     for cov in covariates.COVARIATES:
         value = patient.get(cov.name)
         if value is None:
@@ -321,10 +321,15 @@ def _contrasts(res: EndpointResult, rmst: mixture.Rmst | None, horizons: Sequenc
     one = h_idx <= res.base.index
     est, var = differences(res, a, b, h_pos, h_idx)
     est_l, low_l, up_l = _cis(np.where(one, 0.0, est), np.where(one, 0.0, var), -1.0, 1.0)
+    rmst_diffs = [{"horizon_months": None, **_none_ci()} for _ in covariates.COMPARISONS]
     if rmst is not None:
         r_est, r_low, r_up = _cis(
             rmst.estimate[a] - rmst.estimate[b], rmst.difference_variances(res.prep, a, b), -rmst.tau, rmst.tau
         )
+        rmst_diffs = [
+            {"horizon_months": rmst.tau, "estimate": e, "ci_lower": lo, "ci_upper": u}
+            for e, lo, u in zip(r_est, r_low, r_up, strict=True)
+        ]
     out = []
     for c, (x, y) in enumerate(covariates.COMPARISONS):
         diffs = [
@@ -333,13 +338,14 @@ def _contrasts(res: EndpointResult, rmst: mixture.Rmst | None, horizons: Sequenc
             else {"months": float(h), **_none_ci()}
             for h, ok, e, lo, u in zip(horizons, given.tolist(), est_l[c], low_l[c], up_l[c], strict=True)
         ]
-        rmst_diff = (
-            {"horizon_months": rmst.tau, "estimate": r_est[c], "ci_lower": r_low[c], "ci_upper": r_up[c]}
-            if rmst is not None
-            else {"horizon_months": None, **_none_ci()}
-        )
         out.append(
-            {"comparison": f"{x} vs {y}", "a": x, "b": y, "survival_difference": diffs, "rmst_difference": rmst_diff}
+            {
+                "comparison": f"{x} vs {y}",
+                "a": x,
+                "b": y,
+                "survival_difference": diffs,
+                "rmst_difference": rmst_diffs[c],
+            }
         )
     return out
 
@@ -388,7 +394,10 @@ def predict(
     horizons = [float(h) for h in horizons]
     months = check_condition(model, conditional_on_months)
     grade = clean[covariates.MODALITY_WITHIN.name]
-    predictions, contrasts, similar = {}, {}, {}
+    assert grade is not None, "MODALITY_WITHIN is required"
+    predictions: dict[str, dict] = {}
+    contrasts: dict[str, list[dict]] = {}
+    similar: dict[str, int] = {}
     warnings = []
     for endpoint, spec in covariates.ENDPOINTS.items():
         prep = prepared(model.endpoints[endpoint])
