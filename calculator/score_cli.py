@@ -45,10 +45,10 @@ OUTPUT_FORMATS = (".csv", ".xlsx", ".parquet")
 DASK_FORMATS = (".csv", ".parquet")
 ERROR = batch.ERROR
 MODEL_COLUMNS = ("model_version", "model_data_source")
-# Rows scored per step in one process (progress is reported after each).
-CHUNK_ROWS = 20_000
-# Bytes of CSV per Dask partition (~250,000 rows of the registry schema); $CALCULATOR_DASK_BLOCKSIZE overrides it.
-DASK_BLOCKSIZE = "25MB"
+# Distinct patients scored per step in one process (progress is reported after each).
+CHUNK_ROWS = 500
+# Bytes of CSV per Dask partition (~140,000 rows of the registry schema); $CALCULATOR_DASK_BLOCKSIZE overrides it.
+DASK_BLOCKSIZE = "8MB"
 ROWS_LISTED = 10
 
 
@@ -164,20 +164,28 @@ def score_table(
     """The input table as read, plus the prediction columns, ``error`` and the model's columns."""
     parsed = parse_covariates(raw, columns, [c.name for c in covariates.COVARIATES])
     problems = parsed.row_problems()
-    n = raw.n_rows
-    values: dict[str, np.ndarray] = {name: parsed.values[name] for name in parsed.values}
-    result_columns = {name: np.full(n, np.nan) for name in batch.column_names(horizons)}
-    error = np.full(n, None, dtype=object)
-    for start in range(0, n, CHUNK_ROWS):
-        stop = min(n, start + CHUNK_ROWS)
+    # Rows with the same inputs get the same predictions: the distinct ones are scored (pandas hashes them fast;
+    # score_patients would find them too, row by row in Python), then spread back to the rows.
+    names = list(parsed.values)
+    key = pd.MultiIndex.from_arrays([pd.Series(parsed.values[name], dtype=object).fillna("") for name in names])
+    codes, _ = pd.factorize(key)
+    _, first = np.unique(codes, return_index=True)
+    values: dict[str, np.ndarray] = {name: parsed.values[name][first] for name in names}
+    m = len(first)
+    table = {name: np.full(m, np.nan) for name in batch.column_names(horizons)}
+    found = np.full(m, None, dtype=object)
+    for start in range(0, m, CHUNK_ROWS):
+        stop = min(m, start + CHUNK_ROWS)
         result = batch.score_patients(
             model, {k: v[start:stop] for k, v in values.items()}, horizons, conditional_on_months
         )
         for name, column in result.columns.items():
-            result_columns[name][start:stop] = column
-        error[start:stop] = result.error
+            table[name][start:stop] = column
+        found[start:stop] = result.error
         if progress is not None:
-            progress(stop, n)
+            progress(stop, m)
+    result_columns = {name: column[codes] for name, column in table.items()}
+    error = found[codes]
     for i, reasons in problems.items():
         # A bad cell outranks what scoring said (its value was read as missing).
         error[i] = "; ".join(reasons)
@@ -210,7 +218,7 @@ def score_file(
     say(f"Read {raw.n_rows:,} rows from {raw.source}")
 
     def progress(done: int, total: int) -> None:
-        say(f"scored {done:,} / {total:,} rows ({100 * done / total:.0f}%)")
+        say(f"scored {done:,} / {total:,} distinct patients ({100 * done / total:.0f}%)")
 
     frame = score_table(raw, columns, model, horizons, conditional_on_months, progress)
     write_frame(frame, out)
@@ -250,7 +258,10 @@ def _is_number(dtype: object) -> bool:
 def _arrow_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Columns other than numbers as text for Parquet (cells as read may mix numbers and text)."""
     for name in frame.columns:
-        if not _is_number(frame[name].dtype):
+        if not _is_number(frame[name].dtype) and pd.api.types.infer_dtype(frame[name], skipna=True) not in (
+            "string",
+            "empty",
+        ):
             frame[name] = frame[name].map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
     return frame
 

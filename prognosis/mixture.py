@@ -200,10 +200,14 @@ def evaluate(mix: Mixture, idx: np.ndarray) -> Values:
         zvz = np.einsum("op,pq,oq->o", z, prep.cov, z)
         r_eff = np.broadcast_to(r[:, None], (N_OPTIONS, n))
         ava = np.broadcast_to((r**2 * zvz)[:, None], (N_OPTIONS, n))
-        avx = r[:, None] * (z @ (prep.b_t if idx is prep.every else b.T))
         a = np.broadcast_to((r[:, None] * z)[:, None, :], (N_OPTIONS, n, p))
-        quad = h**2 * ava - 2 * h * r_eff * avx + r_eff**2 * g
-        var = r_eff**2 * vc + np.maximum(quad, 0.0)
+        # r² (vc + (z H - XC)' V (z H - XC)), the quadratic form expanded: r² (zVz H² - 2 H z.B + g).
+        inner = np.multiply.outer(zvz, h * h)
+        inner -= 2 * h * (z @ (prep.b_t if idx is prep.every else b.T))
+        inner += g
+        np.maximum(inner, 0.0, out=inner)
+        inner += vc
+        var = inner * (r**2)[:, None]
         if mix.full:
             return Values(idx, s, r_eff, var, ava, a)
         zeros = np.zeros((N_OPTIONS, n))

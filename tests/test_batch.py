@@ -134,7 +134,7 @@ def test_the_command_line_keeps_the_input_and_adds_the_predictions(model, model_
     out = tmp_path / f"predictions{suffix}"
     done = run_cli("--data", str(data), "--out", str(out), "--model", str(model_dir))
     assert done.returncode == 0, done.stderr
-    assert "scored 120 / 120 rows" in done.stderr and "SYNTHETIC" in done.stderr
+    assert "distinct patients (100%)" in done.stderr and "SYNTHETIC" in done.stderr
     assert "rows 5, 7" in done.stderr or "rows 4, 6" in done.stderr  # the bad rows, by row number
     got = {".csv": pd.read_csv, ".xlsx": pd.read_excel, ".parquet": pd.read_parquet}[suffix](out)
     assert len(got) == len(frame)
