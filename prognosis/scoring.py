@@ -15,7 +15,12 @@ When optional inputs are unknown the prediction is the average of the curves ove
 of those inputs, S̄ = sum_k w_k S_k; its delta-method variance has the same form with r and q replaced by their
 averages weighted by a_k(t) = w_k S_k(t) / S̄(t). Differences between options (survival at horizons, restricted
 mean survival time) get delta-method intervals that keep the correlation through the shared baseline and
-coefficients.
+coefficients. Conditional on s months already survived without the event, curves are S(t)/S(s) with the
+covariance of S(t) and S(s) kept (``conditional_on_months``).
+
+This module writes the response; ``prognosis.mixture`` computes a patient's curves at the event times the answer
+needs (every number equal to the full computation, tests/scoring_oracle.py), from per-model constants
+(``prognosis.prepared``; ``prepare(model)`` computes them at load).
 """
 
 from __future__ import annotations
