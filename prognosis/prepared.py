@@ -14,9 +14,10 @@ possible is computed here, once per endpoint model:
 - lazily, per combination of the required covariates, the **RMST tables** at the default horizon (see
   :class:`RmstBlock`).
 
-Memory (shipped model, ~2,500 event times, 19 terms, 64 patterns): ~0.9 MB of per-event-time arrays per endpoint,
-~15 KB of grid and gap bounds, and 7.4 MB of RMST tables per endpoint once all 24 combinations of the required
-covariates have been seen (``prepare`` builds them all at load; ``RMST_TABLE_BUDGET`` caps them).
+Memory (shipped model, ~2,000-2,700 event times, 19 terms, 64 patterns), per endpoint: ~1.1-1.4 MB of
+per-event-time arrays, grid and gap bounds; for the 24 combinations of the required covariates 1.4 MB of components
+(``prognosis.mixture.Components``) and 7.5 MB of RMST tables; ~19 MB for both endpoints (``prepare`` builds them
+all at load, else each on first use; ``RMST_TABLE_BUDGET`` and ``mixture.COMPONENTS_KEPT`` cap them).
 """
 
 from __future__ import annotations
@@ -466,14 +467,20 @@ def prepared(ep: EndpointModel) -> Prepared:
 
 
 def prepare(model: Model, rmst_tables: bool = True) -> dict[str, Prepared]:
-    """Compute every per-model constant now (at load time) rather than on the first prediction; with
-    ``rmst_tables`` the RMST tables of every combination of the required covariates too (within the budget)."""
-    from prognosis import mixture  # the tables are built by the code that reads them
+    """Compute every per-model constant now (at load time) rather than on the first prediction: the grid and its
+    bounds, and for every combination of the required covariates (when they are categorical) the components and,
+    with ``rmst_tables``, the RMST tables (within their budget)."""
+    from prognosis import mixture  # the components and tables are built by the code that reads them
 
     out = {}
     for name, ep in model.endpoints.items():
         prep = out[name] = prepared(ep)
-        if rmst_tables and prep.rmst_keys is not None and prep.rmst_tau is not None:
-            for combo in itertools.product(*(covariates.BY_NAME[k].levels for k in prep.rmst_keys)):
-                mixture.rmst_block(prep, dict(zip(prep.rmst_keys, combo, strict=True)))
+        if prep.rmst_keys is None:
+            continue  # a numeric covariate: nothing to enumerate
+        for combo in itertools.product(*(covariates.BY_NAME[k].levels for k in prep.rmst_keys)):
+            key = dict(zip(prep.rmst_keys, combo, strict=True))
+            if set(prep.fixed_names) <= set(key):
+                mixture.components(prep, key)  # type: ignore[arg-type]
+            if rmst_tables and prep.rmst_tau is not None:
+                mixture.rmst_block(prep, key)
     return out
