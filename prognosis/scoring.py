@@ -476,5 +476,6 @@ def predict(
         "predictions": predictions,
         "contrasts": contrasts,
         "similar_patients": similar,
+        "few_similar": few,
         "warnings": warnings,
     }
