@@ -135,3 +135,14 @@ def test_r_script_reproduces_its_saved_values(tmp_path):
     for name, frame in saved.items():
         again = pd.read_csv(work / "tests" / "data" / name)
         pd.testing.assert_frame_equal(again, frame, rtol=1e-10)
+
+
+def test_a_synthetic_registry_is_judged_at_the_size_of_its_study(synthetic_r_model):
+    """Riley et al.'s criteria at the evidence's size (not the synthetic N), and the published model never shrunk."""
+    for endpoint, ep in synthetic_r_model.card["endpoints"].items():
+        block = ep["sample_size"]
+        assert block["patients"] == EVIDENCE
+        n, events = ep["n"], ep["events"]
+        assert block["events"] == round(events * EVIDENCE / n)
+        assert block["adequate"] is False and "never shrunk" in block["evidence"]
+        assert ep["shrinkage"]["method"] == "none" and ep["shrinkage"]["factor"] == 1.0

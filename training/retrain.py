@@ -104,8 +104,12 @@ def assess_sample_size(
     role: str,
     registry_sha256: str | None = None,
     reference_note: str | None = None,
+    evidence_fraction: float = 1.0,
 ) -> tuple[sample_size.SampleSize, dict]:
     """Riley et al.'s criteria for this endpoint; the anticipated R-squared from ``reference`` when it can be had.
+
+    ``evidence_fraction`` < 1: a synthetic registry standing for a smaller study (its variances scaled to it) is
+    judged at the study's size — patients and events times the fraction — not at its own.
 
     ``reference`` (the served model for ``fit``, the base model for ``update``) gives the R-squared of its linear
     predictor on these data (``training.updating.anticipated_r2_cs``) when it exists, uses only covariates the
@@ -145,6 +149,11 @@ def assess_sample_size(
                     f"(Cox-Snell R-squared {value:.4f})"
                 )
     result = sample_size.assess(time, event, parameters, SAMPLE_SIZE_HORIZON_MONTHS, r2)
+    if evidence_fraction != 1.0:
+        result = sample_size.minimum_sample_size(
+            parameters=parameters, rate=result.rate, mean_follow_up=result.mean_follow_up, horizon=result.horizon,
+            r2_cs=result.r2_cs, patients=round(len(time) * evidence_fraction),
+            events=round(int(event.sum()) * evidence_fraction))
     source = why if r2 is not None else f"{default}, because {why}"
     result = replace(result, r2_cs_source=source)
     block = result.to_card()
@@ -322,8 +331,15 @@ def fit_one(
     time, event = data.time, data.event
     notes: list[str] = []
     size, size_block = assess_sample_size(
-        data, len(terms), reference, role="served", registry_sha256=registry_sha256, reference_note=reference_note
+        data, len(terms), reference, role="served", registry_sha256=registry_sha256, reference_note=reference_note,
+        evidence_fraction=1 / scale,
     )
+    if scale != 1.0:
+        size_block["evidence"] = (
+            "judged at the size of the study the synthetic registry stands for: the published model is reproduced "
+            "as published, never shrunk" + ("" if size.adequate else
+                                           f"; Riley et al.'s criteria are not met at that size (expected shrinkage "
+                                           f"{size.expected_shrinkage:.2f}): its predictions may be too extreme"))
     if data.imputed:
         progress(f"{data.name}: fitting each of {len(data.frames)} imputed registries, pooling by Rubin's rules")
         pooled = _pool(data.designs(terms), time, event, terms)
@@ -353,7 +369,10 @@ def fit_one(
         coef, covariance = fit.coef, fit.covariance
         risk_sets = RiskSets(**fitted["risk_sets"])
         univariate, extra, estimator, fmi = fitted["univariate"], {}, fit.estimator, None
-    shrunk = decide_shrinkage(shrinkage_mode, size, data, terms, replicates=replicates, seed=seed)
+    if scale != 1.0 and shrinkage_mode == "auto":
+        shrunk = shrinkage.not_shrunk("a synthetic registry reproduces the published model as published")
+    else:
+        shrunk = decide_shrinkage(shrinkage_mode, size, data, terms, replicates=replicates, seed=seed)
     if shrunk.method != shrinkage.NONE:
         progress(
             f"{data.name}: shrinking the coefficients by {shrunk.factor:.3f} (bootstrap calibration slope "
