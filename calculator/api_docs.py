@@ -1,5 +1,5 @@
-"""The API page for people (issue 12.4): the OpenAPI document (``calculator.api.openapi_document``) as HTML, with an
-example request and response taken from a real prediction.
+"""The API page for people (issue 12.4): the OpenAPI document (``calculator.api.openapi_document``) as HTML, with
+example requests and responses (one patient, a batch) taken from real predictions.
 
 Everything on the page is read from the document (fields, types, allowed values, responses) or made from the
 definitions and the served model (the example), so that a field added to the definitions appears with no edit here.
@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from calculator import api
-from prognosis import scoring
-from prognosis.covariates import COVARIATES, DEFAULT_HORIZONS_MONTHS, ENDPOINTS, OPTIONAL, OPTIONS
+from prognosis.covariates import COVARIATES, DEFAULT_HORIZONS_MONTHS, ENDPOINTS, OPTIONAL, OPTIONS, REQUIRED
 from prognosis.model import Model
 
 Schema = Mapping[str, Any]
@@ -74,6 +73,10 @@ class Example:
     response_text: str  # abridged for the page
     error_request: dict[str, Any]
     error_response: dict[str, Any]
+    batch_request: dict[str, Any]
+    batch_response: dict[str, Any]
+    batch_response_text: str
+    condition_months: float  # the example's condition (conditional_on_months): a year, or less if follow-up is short
 
 
 # --- reading the document -------------------------------------------------------------------------------------
@@ -108,7 +111,7 @@ def type_text(document: Schema, schema: Schema) -> str:
             words.append(f"array of {type_text(document, schema['items'])}")
         else:
             words.append(kind)
-    return " or ".join(words) or name or "any"
+    return " or ".join(words) or name or schema.get("title") or "any"
 
 
 def _bounds(schema: Schema) -> str:
@@ -174,7 +177,7 @@ def flatten(document: Schema, schema: Schema, prefix: str = "", required: bool =
     if shared:
         name = _placeholder(keys)
         placeholders[name] = tuple(keys)
-        rows.append(row("object", f"one key per {name.strip('<>')}: " + ", ".join(keys)))
+        rows.append(row(None, f"one key per {name.strip('<>')}: " + ", ".join(keys)))
         rows += flatten(document, properties[keys[0]], f"{prefix}.{name}".lstrip("."), True, depth + 1, placeholders)
         return rows
     if properties:
@@ -242,14 +245,37 @@ def example_request() -> dict[str, Any]:
     return body
 
 
+def _as_sent(result: Mapping[str, Any]) -> dict[str, Any]:
+    """An answer as the API sends it (non-finite numbers as null)."""
+    return json.loads(json.dumps(result, allow_nan=True), parse_constant=lambda _: None)
+
+
 def predict_response(model: Model, body: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``POST /api/v1/predict`` answers for a valid ``body`` (the steps of ``calculator.api.predict``)."""
-    patient, horizons, errors = api.parse_request(dict(body))
+    """What ``POST /api/v1/predict`` answers for a valid ``body`` (``calculator.api.prediction_body``)."""
+    patient, options, errors = api.parse_predict(dict(body))
+    errors += api.condition_errors(model, options.conditional_on_months)
     if errors:
         raise ValueError(f"the example request is not valid: {errors}")
-    result = scoring.predict(model, patient, horizons=horizons or DEFAULT_HORIZONS_MONTHS)
-    result["inputs"] = {cov.name: api.to_json_value(cov, result["inputs"][cov.name]) for cov in COVARIATES}
-    return json.loads(json.dumps(result, allow_nan=True), parse_constant=lambda _: None)
+    return _as_sent(api.prediction_body(model, patient, options))
+
+
+def batch_request() -> dict[str, Any]:
+    """A batch from the definitions: the example patient, the same patient with its first optional categorical input
+    unknown, and one with a required input out of range (refused on its own), at two horizons."""
+    first = example_request()
+    second = {key: value for key, value in first.items() if key in REQUIRED}
+    required = next(cov for cov in COVARIATES if cov.required and not cov.numeric)
+    wrong = {**second, required.name: "?" if api.json_type(required) == "string" else 0}
+    return {"patients": [first, second, wrong], "horizons_months": list(DEFAULT_HORIZONS_MONTHS[:2])}
+
+
+def batch_response(model: Model, body: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``POST /api/v1/predict/batch`` answers for a valid ``body`` (``calculator.api.batch_body``)."""
+    parsed = api.parse_batch(dict(body), max_patients=len(body.get("patients") or ()))
+    errors = parsed.errors + api.condition_errors(model, parsed.options.conditional_on_months)
+    if errors:
+        raise ValueError(f"the example batch is not valid: {errors}")
+    return _as_sent(api.batch_body(model, parsed))
 
 
 def error_example(body: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -265,7 +291,11 @@ def make_example(model: Model) -> Example:
     request = example_request()
     response = predict_response(model, request)
     wrong, errors = error_example(request)
-    return Example(request, response, abridged_json(response), wrong, errors)
+    batch_body = batch_request()
+    batch = batch_response(model, batch_body)
+    condition = min(12.0, float(int(api.last_condition_months(model) / 2)))
+    return Example(request, response, abridged_json(response), wrong, errors, batch_body, batch,
+                   abridged_json(batch), condition)
 
 
 _examples: dict[str, Example] = {}

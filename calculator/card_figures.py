@@ -94,7 +94,7 @@ def forest_plot(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str] | N
         return x(min(max(v, 2.0 ** low), 2.0 ** high)), cut
 
     out = []
-    for i, (row, name, text) in enumerate(zip(rows, names, texts)):
+    for i, (row, name, text) in enumerate(zip(rows, names, texts, strict=True)):
         hr, hr_cut = clamp(row.get("hr"))
         lower, cut_lower = clamp(row.get("ci_lower"))
         upper, cut_upper = clamp(row.get("ci_upper"))
@@ -192,6 +192,98 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+# --- smoothed calibration curves (Austin, Harrell & van Klaveren 2020) ----------------------------------------
+
+SMOOTH_SIZE, SMOOTH_HEIGHT = 300, 350  # the square plot, and below it the histogram of predicted risks
+SMOOTH_HISTOGRAM_TOP, SMOOTH_HISTOGRAM_BOTTOM = 268, 316
+SMOOTH_MEASURES = ("ici", "e50", "e90", "emax", "observed_expected")
+
+
+@dataclass(frozen=True)
+class HistogramBar:
+    x: float
+    width: float
+    y: float
+    height: float
+    count: int
+
+
+@dataclass(frozen=True)
+class SmoothedCalibrationPlot:
+    """One horizon of ``validation.<ep>.smoothed_calibration``: the smoothed observed risk against the predicted risk
+    (points of the line), its 95% band (polygon), the diagonal, and the predicted risks' histogram beneath."""
+
+    months: float
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    bottom: int
+    ticks: tuple[Tick, ...]
+    y_ticks: tuple[Tick, ...]
+    diagonal: tuple[float, float, float, float]
+    line: str
+    band: str
+    histogram: tuple[HistogramBar, ...]
+    histogram_top: int
+    histogram_bottom: int
+    external: bool
+    measures: dict[str, Any]  # ici, e50, e90, emax, observed_expected: the values to report (basis), or None
+
+
+def smoothed_calibration_plot(entry: Mapping[str, Any]) -> SmoothedCalibrationPlot | None:
+    """The figure of one entry of ``validation.<endpoint>.smoothed_calibration`` (docs/validation.md); None when it
+    is not estimable or has no curve. Both axes share one range (the data's, rounded out to tenths), so that the
+    diagonal is at 45°."""
+    curve = entry.get("curve")
+    if not entry.get("estimable", True) or not isinstance(curve, Mapping):
+        return None
+    predicted, observed = curve.get("predicted") or [], curve.get("observed") or []
+    lower, upper = curve.get("ci_lower") or [], curve.get("ci_upper") or []
+    points = [(x, y) for x, y in zip(predicted, observed, strict=False) if _finite(x) and _finite(y)]
+    if len(points) < 2:
+        return None
+    values = [v for v in (*predicted, *observed, *lower, *upper) if _finite(v)]
+    low = max(0.0, math.floor(min(values) * 10 - 1e-9) / 10)
+    high = min(1.0, math.ceil(max(values) * 10 + 1e-9) / 10)
+    if high - low < 0.2:
+        low, high = (max(0.0, high - 0.2), high) if high - 0.2 >= 0 else (0.0, 0.2)
+    step = 0.1 if high - low <= 0.5 else 0.2
+
+    def x(p: float) -> float:
+        return CAL_LEFT + (CAL_RIGHT - CAL_LEFT) * (min(max(p, low), high) - low) / (high - low)
+
+    def y(p: float) -> float:
+        return CAL_BOTTOM - (CAL_BOTTOM - CAL_TOP) * (min(max(p, low), high) - low) / (high - low)
+
+    def path(pairs: Sequence[tuple[float, float]]) -> str:
+        return " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in pairs)
+
+    band_upper = [(a, b) for a, b in zip(predicted, upper, strict=False) if _finite(a) and _finite(b)]
+    band_lower = [(a, b) for a, b in zip(predicted, lower, strict=False) if _finite(a) and _finite(b)]
+    band = path(band_upper + band_lower[::-1]) if band_upper and band_lower else ""
+    first = math.ceil(round(low / step, 9))
+    marks = [round(step * k, 10) for k in range(first, int(math.floor(round(high / step, 9))) + 1)]
+    distribution = entry.get("predicted_distribution")
+    bars: list[HistogramBar] = []
+    if isinstance(distribution, Mapping):
+        edges, counts = distribution.get("edges") or [], distribution.get("counts") or []
+        pairs = [(a, b, c) for a, b, c in zip(edges, edges[1:], counts, strict=False)
+                 if _finite(a) and _finite(b) and isinstance(c, int) and b > low and a < high]
+        most = max((c for _, _, c in pairs), default=0)
+        for a, b, c in pairs:
+            height = (SMOOTH_HISTOGRAM_BOTTOM - SMOOTH_HISTOGRAM_TOP) * c / most if most else 0.0
+            bars.append(HistogramBar(round(x(a), 1), round(x(b) - x(a), 1),
+                                     round(SMOOTH_HISTOGRAM_BOTTOM - height, 1), round(height, 1), c))
+    measures = {key: entry.get(key) if _finite(entry.get(key)) else None for key in SMOOTH_MEASURES}
+    return SmoothedCalibrationPlot(
+        float(entry.get("months", 0.0)), SMOOTH_SIZE, SMOOTH_HEIGHT, CAL_LEFT, CAL_RIGHT, CAL_TOP, CAL_BOTTOM,
+        tuple(Tick(x(m), f"{m:.0%}") for m in marks), tuple(Tick(y(m), f"{m:.0%}") for m in marks),
+        (x(low), y(low), x(high), y(high)), path(points), band, tuple(bars), SMOOTH_HISTOGRAM_TOP,
+        SMOOTH_HISTOGRAM_BOTTOM, bool(entry.get("external")), measures)
+
+
 # --- Kaplan–Meier curves by predicted risk group ------------------------------------------------------------
 
 KM_LEFT, KM_RIGHT, KM_TOP, KM_BOTTOM = LEFT, RIGHT, TOP, BOTTOM  # the same frame as the result page's charts
@@ -247,7 +339,7 @@ def risk_group_chart(curves: Mapping[str, Any]) -> RiskGroupChart | None:
         upper, lower = _steps(months, g.get("ci_upper") or []), _steps(months, g.get("ci_lower") or [])
         n = min(len(upper), len(lower))
         band = upper[:n] + lower[:n][::-1] if n else []
-        predicted = [(t, v) for t, v in zip(months, g.get("predicted") or []) if _finite(v)]
+        predicted = [(t, v) for t, v in zip(months, g.get("predicted") or [], strict=False) if _finite(v)]
         table = tuple(_at(months, g, h) for h in table_months)
         number = int(g.get("group", i + 1))
         label = _group_label(number, len(groups))
@@ -263,7 +355,7 @@ def risk_group_chart(curves: Mapping[str, Any]) -> RiskGroupChart | None:
 def _steps(months: Sequence[float], values: Sequence[Any]) -> list[tuple[float, float]]:
     """Vertices of a step function through the monthly values, up to the first missing one."""
     vertices: list[tuple[float, float]] = []
-    for t, v in zip(months, values):
+    for t, v in zip(months, values, strict=False):
         if not _finite(v):
             break
         if vertices:
@@ -302,6 +394,7 @@ class EndpointFigures:
     calibration: tuple[CalibrationPlot, ...]
     risk_groups: RiskGroupChart | None
     example: dict[str, Any] | None  # see worked_example
+    smoothed: tuple[SmoothedCalibrationPlot, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -322,9 +415,11 @@ def card_figures(card: Mapping[str, Any]) -> CardFigures:
         plots = tuple(p for p in (calibration_plot(h) for h in checks.get("calibration") or []
                                   if isinstance(h, Mapping)) if p is not None)
         curves = checks.get("risk_group_curves")
+        smoothed = tuple(p for p in (smoothed_calibration_plot(h) for h in checks.get("smoothed_calibration") or []
+                                     if isinstance(h, Mapping)) if p is not None)
         out[name] = EndpointFigures(forest_plot(endpoint.get("multivariate") or [], labels), plots,
                                     risk_group_chart(curves) if isinstance(curves, Mapping) else None,
-                                    worked_example(endpoint, EXAMPLE_TERMS, EXAMPLE_MONTHS))
+                                    worked_example(endpoint, EXAMPLE_TERMS, EXAMPLE_MONTHS), smoothed)
     return CardFigures(out, labels)
 
 

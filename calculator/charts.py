@@ -61,19 +61,29 @@ class Frame:
 class Chart(Frame):
     x_max: float
     series: tuple[Series, ...]
+    start: float = 0.0  # where the curves begin: a conditional prediction's months already survived, else 0
+    start_x: float = LEFT  # its x in the view box
+
+    @property
+    def conditional(self) -> bool:
+        return self.start > 0
 
     def geometry(self) -> dict[str, float]:
         """What the page script needs to map between months/probabilities and the view box."""
         return {"left": self.left, "right": self.right, "top": self.top, "bottom": self.bottom, "x_max": self.x_max}
 
 
-def survival_chart(curves: Curves, options: Sequence[str]) -> Chart:
+def survival_chart(curves: Curves, options: Sequence[str], start: float = 0.0) -> Chart:
     """Chart of one endpoint: ``curves[option]`` has ``times_months``, ``survival``, ``ci_lower``, ``ci_upper``.
 
-    The time axis runs to :func:`informative_end`, rounded up to a tick; the curves are cut there.
+    The time axis runs to :func:`informative_end`, rounded up to a tick; the curves are cut there. ``start``: a
+    conditional prediction's curves begin at that many months (at 1) on the same axis, from 0; nothing is drawn
+    before it.
     """
-    end = informative_end(curves, options)
+    end = max(informative_end(curves, options), start)
     x_max = max(float(TICK_MONTHS), TICK_MONTHS * math.ceil(end / TICK_MONTHS))
+    if x_max <= start:  # leave room after the start for the curves
+        x_max += TICK_MONTHS
     step = TICK_MONTHS if x_max <= 10 * TICK_MONTHS else 2 * TICK_MONTHS
 
     def x(months: float) -> float:
@@ -86,18 +96,19 @@ def survival_chart(curves: Curves, options: Sequence[str]) -> Chart:
     for slot, option in enumerate(options):
         curve = curves[option]
         times = _finite_prefix(curve["times_months"])
-        line = _clip(_steps(times, _finite_prefix(curve["survival"])), x_max)
+        line = _clip(_steps(times, _finite_prefix(curve["survival"]), start), x_max)
         # Both bounds over the same times, so that the polygon closes on itself.
         upper_values, lower_values = _finite_prefix(curve["ci_upper"]), _finite_prefix(curve["ci_lower"])
         n = min(len(upper_values), len(lower_values))
-        upper = _clip(_steps(times, upper_values[:n]), x_max)
-        lower = _clip(_steps(times, lower_values[:n]), x_max)
+        upper = _clip(_steps(times, upper_values[:n], start), x_max)
+        lower = _clip(_steps(times, lower_values[:n], start), x_max)
         band = upper + lower[::-1] if upper and lower else []
         series.append(Series(option, slot, _points(line, x, y), _points(band, x, y)))
 
     x_ticks = tuple(Tick(x(m), f"{m:g}") for m in range(0, int(x_max) + 1, step))
     y_ticks = tuple(Tick(y(p), f"{p:.0%}") for p in Y_TICKS)
-    return Chart(WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM, x_ticks, y_ticks, x_max=x_max, series=tuple(series))
+    return Chart(WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM, x_ticks, y_ticks, x_max=x_max, series=tuple(series),
+                 start=start, start_x=round(x(start), 1))
 
 
 def informative_end(curves: Curves, options: Sequence[str]) -> float:
@@ -126,12 +137,12 @@ def _finite_prefix(values: Sequence[float | None]) -> list[float]:
     return out
 
 
-def _steps(times: Sequence[float], values: Sequence[float]) -> list[tuple[float, float]]:
-    """Vertices of a right-continuous step function starting at (0, 1), over the given (finite) values."""
-    vertices = [(0.0, 1.0)]
+def _steps(times: Sequence[float], values: Sequence[float], start: float = 0.0) -> list[tuple[float, float]]:
+    """Vertices of a right-continuous step function starting at (start, 1), over the given (finite) values."""
+    vertices = [(start, 1.0)]
     previous = 1.0
     for time, value in zip(times, values, strict=False):
-        if time > 0:
+        if time > start:
             vertices.append((time, previous))
         vertices.append((time, value))
         previous = value

@@ -21,6 +21,15 @@ class Config:
     # in the master so every worker inherits the same one.
     SECRET_KEY = os.environ.get("CALCULATOR_SECRET_KEY") or secrets.token_hex(32)
     MAX_CONTENT_LENGTH = int(os.environ.get("CALCULATOR_MAX_CONTENT_LENGTH", 16 * 1024))
+    # POST /api/v1/predict/batch: at most this many patients per request, scored in about 1.3 ms each (all
+    # different) on one core, so a full batch answers in under 2 s, well inside gunicorn's timeout, with a response
+    # of about 3 MB (4 horizons). Its own body limit (every other route keeps MAX_CONTENT_LENGTH): a patient with
+    # every field takes about 200 bytes of JSON, 350 pretty-printed; 512 KiB leaves 500 bytes per patient.
+    BATCH_MAX_PATIENTS = int(os.environ.get("CALCULATOR_BATCH_MAX_PATIENTS", 1000))
+    BATCH_MAX_CONTENT_LENGTH = int(os.environ.get("CALCULATOR_BATCH_MAX_CONTENT_LENGTH", 512 * 1024))
+    # Rate limiting counts a batch as one request per this many patients (rounded up): scoring a patient's landmarks
+    # costs a fraction of a single prediction's full curves and response.
+    BATCH_PATIENTS_PER_REQUEST = int(os.environ.get("CALCULATOR_BATCH_PATIENTS_PER_REQUEST", 10))
     LOG_LEVEL = os.environ.get("CALCULATOR_LOG_LEVEL", "INFO")
     # The only cookie is Flask's session, which holds the CSRF token. Secure is off by default because an intranet
     # served over plain HTTP would then never get the cookie back and every form post would fail; turn it on

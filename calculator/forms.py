@@ -2,7 +2,8 @@
 
 Each covariate gets one field: radio buttons over its levels (a categorical covariate) or a number input (a numeric
 one). A categorical covariate with an ``alternative`` (tumor burden as a percentage of liver volume) gets a second
-field for that number, which is binned into one of its levels.
+field for that number, which is binned into one of its levels. One more, optional field asks how long after the
+embolotherapy the patient is already free of the event (``conditional_on_months``, as in the API).
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from wtforms import Field, RadioField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import StopValidation, ValidationError
 
-from prognosis.covariates import COVARIATES, Covariate, NumericAlternative
+from prognosis import scoring
+from prognosis.covariates import COVARIATES, ENDPOINTS, Covariate, NumericAlternative
+from prognosis.model import Model
 
 UNKNOWN = ""  # the form value of an optional covariate left unknown
+CONDITION = "conditional_on_months"  # the API's name, and the permalink's
+CONDITION_UNIT = "months"
 
 
 def parse_number(raw: str | None) -> float | None:
@@ -150,6 +155,35 @@ class AlternativeField(StringField):
                 f"{self.covariate.label_of(chosen)}: change one of them or clear the number.")
 
 
+def condition_help() -> str:
+    """What the condition means for each endpoint, from the definitions' wording."""
+    meaning = "; ".join(f"for {ep.label.lower()}: still {ep.free_of}" for ep in ENDPOINTS.values())
+    return (f"Optional, for a patient seen some time after the embolotherapy: the months since it during which the "
+            f"patient has been free of the event ({meaning}). The predictions are then for patients who got that "
+            "far, from then on. Leave empty for a prediction from the day of the embolotherapy.")
+
+
+class ConditionField(StringField):
+    """The months since the embolotherapy already survived without the event: a number >= 0, or empty (none)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        render_kw = {"type": "number", "step": "any", "min": "0", "inputmode": "decimal", "autocomplete": "off"}
+        super().__init__("Already free of the event for", description=condition_help(), render_kw=render_kw,
+                         **kwargs)
+
+    unit = CONDITION_UNIT
+
+    def months(self) -> float | None:
+        """The number of months, if valid and more than 0 (0 is no condition); None otherwise."""
+        number = parse_number(self.data)
+        return number if number is not None and math.isfinite(number) and number > 0 else None
+
+    def pre_validate(self, form: FlaskForm) -> None:
+        number = parse_number(self.data)
+        if number is not None and not (math.isfinite(number) and number >= 0):
+            raise ValidationError("Enter a number of months of at least 0, or leave it empty.")
+
+
 class PatientForm(FlaskForm):
     """One patient: a field per covariate, plus the numbers that may be entered instead of a category."""
 
@@ -183,8 +217,30 @@ class PatientForm(FlaskForm):
                 patient[cov.name] = alternative.level()
         return patient
 
+    def condition_months(self) -> float | None:
+        """The months already survived without the event (after validation); None: no condition."""
+        return self[CONDITION].months()
+
+    def check_condition(self, model: Model) -> bool:
+        """Judge the condition against ``model``'s follow-up (the form alone cannot); False, with a message on the
+        field, when it lies past an endpoint's last event time."""
+        months = self.condition_months()
+        try:
+            scoring.check_condition(model, months)
+        except ValueError:
+            field = self[CONDITION]
+            first = min(ENDPOINTS.values(), key=lambda ep: model.endpoints[ep.name].risk_sets.last_event_time)
+            last = model.endpoints[first.name].risk_sets.last_event_time
+            field.errors = [*field.errors, (
+                f"Enter at most {math.floor(10 * last) / 10:.1f} months: in the data behind this model the last "
+                f"{first.event_label} ({first.label.lower()}) was observed at {last:.1f} months, so survival after "
+                f"that cannot be estimated, nor survival given {number_text(months or 0.0)} months already free of "
+                "the event.")]
+            return False
+        return True
+
     def query(self) -> dict[str, str]:
-        """The inputs as the permalink's query string (after validation); unknowns are left out."""
+        """The inputs as the permalink's query string (after validation); unknowns and no condition are left out."""
         query = {}
         for name, value in self.patient().items():
             if value is not None:
@@ -193,6 +249,9 @@ class PatientForm(FlaskForm):
             field, number = self.alternative_field(cov), self.entered(cov)
             if field is not None and number is not None:
                 query[field.name] = number_text(number)
+        months = self.condition_months()
+        if months is not None:
+            query[CONDITION] = number_text(months)
         return query
 
     def covariate_fields(self, required: bool) -> list[Field]:
@@ -205,3 +264,4 @@ for _covariate in COVARIATES:
     setattr(PatientForm, _covariate.name, NumberField(_covariate) if _covariate.numeric else LevelField(_covariate))
     if _covariate.alternative is not None:
         setattr(PatientForm, _covariate.alternative.name, AlternativeField(_covariate))
+setattr(PatientForm, CONDITION, ConditionField())

@@ -29,6 +29,11 @@ PLAIN_OBSERVATIONAL = (
 PLAIN_SYNTHETIC = (
     "This is a demonstration. The numbers come from made-up patients, built to match a published study, not from "
     "real patients' records. Do not use them to decide about treatment.")
+# For a model updated from the demonstration one that keeps its effects (calculator.provenance).
+PLAIN_SYNTHETIC_DERIVED = (
+    "This is a demonstration. The numbers were adjusted to real patients' records, but how much each detail matters "
+    "still comes from made-up patients, built to match a published study. Do not use them to decide about "
+    "treatment.")
 
 # Medical words that may appear in the definitions' wording: (word, meaning, stems that call for it). Explained on
 # the page when, and only when, one of its stems occurs in what the page says.
@@ -76,10 +81,56 @@ class EndpointView:
     kept: str  # the legend of a filled icon: "Alive after 2 years"
     lost: str  # of an empty one: "Death within 2 years"
     options: tuple[OptionView, ...]
+    note: str = ""  # what the pictures do not count, in plain words (competing_note)
+    condition: str = ""  # under a condition: who is counted ("Only people who were still alive 1 year after …")
 
 
 def years_text(years: int) -> str:
     return f"{years} year{'' if years == 1 else 's'}"
+
+
+def time_text(months: float) -> str:
+    """Months in plain words: '1 year', '18 months'."""
+    return years_text(int(months // 12)) if months % 12 == 0 else f"{months:g} month{'' if months == 1 else 's'}"
+
+
+def horizon_years(months: float | None) -> tuple[int, ...]:
+    """The horizons a patient can choose: HORIZON_YEARS, or under a condition (``months`` already passed without
+    the event) those after it."""
+    return tuple(y for y in HORIZON_YEARS if months is None or 12.0 * y > months)
+
+
+def default_years(offered: tuple[int, ...]) -> int:
+    """The horizon shown first: DEFAULT_YEARS when offered, else the first one offered."""
+    return DEFAULT_YEARS if DEFAULT_YEARS in offered or not offered else offered[0]
+
+
+def competing_note(endpoint: Endpoint) -> str:
+    """For an endpoint whose follow-up ends at another's event (``not_after``: hepatic progression is looked for only
+    while the patient is alive), what its pictures leave out, from the definitions' words: 'A death without hepatic
+    progression is not counted here: these pictures are about being free of hepatic progression, not about being
+    alive (shown separately).' Empty for any other endpoint."""
+    if endpoint.not_after is None or endpoint.not_after not in ENDPOINTS:
+        return ""
+    other = ENDPOINTS[endpoint.not_after]
+    return (f"A {other.event_label} without {endpoint.event_label} is not counted here: these pictures are about "
+            f"being {endpoint.free_of}, not about being {other.free_of} (shown separately).")
+
+
+def condition_months(prediction: Mapping) -> dict[str, float]:
+    """Per endpoint, the months already passed without its event (empty: unconditional)."""
+    condition = prediction.get("condition") or {}
+    return {name: float(entry["months"]) for name, entry in condition.items()}
+
+
+def condition_words(prediction: Mapping) -> str:
+    """Under a condition, who the numbers are about, in plain words (empty otherwise)."""
+    months = set(condition_months(prediction).values())
+    if not months:
+        return ""
+    when = time_text(min(months))
+    return (f"You are {when} past your treatment, so these numbers are only about people who got that far after "
+            "theirs. The years are still counted from the treatment.")
 
 
 def _in_100(p: float) -> tuple[int, str]:
@@ -117,8 +168,10 @@ def icon_grid(count: int) -> tuple[Icon, ...]:
                  for i in range(PEOPLE))
 
 
-def option_view(option: str, endpoint: Endpoint, point: Mapping | None, years: int, few_similar: bool) -> OptionView:
-    """One option from its landmark ``point`` at ``years`` (None, or a survival of None: beyond the follow-up)."""
+def option_view(option: str, endpoint: Endpoint, point: Mapping | None, years: int, few_similar: bool,
+                after: float | None = None) -> OptionView:
+    """One option from its landmark ``point`` at ``years`` (None, or a survival of None: beyond the follow-up);
+    ``after``: the months already passed without the event, under a condition."""
     label = MODALITY.label_of(option)
     slot = OPTIONS.index(option)
     when = years_text(years)
@@ -128,34 +181,46 @@ def option_view(option: str, endpoint: Endpoint, point: Mapping | None, years: i
     count, words = in_100(point["survival"])
     verb = "was" if words == "about 1" else "were"
     who = f"Out of 100 people like you who had {label} in the past"
+    still, later, of_100 = "", f"{when} later", "of 100 people"
+    if after is not None:
+        who += f" and were still {endpoint.free_of} {time_text(after)} after it"
+        still, later = "still ", f"{when} after it"
+        of_100 = f"of 100 people still {endpoint.free_of} after {time_text(after)}"
     if words.startswith(("fewer", "more")):  # "almost none (fewer than 1 in 100)": never "about 0" or "about 100"
         almost = "almost none" if count == 0 else "almost all"
-        sentence = f"{who}, {almost} were {endpoint.free_of} {when} later ({words} in 100)."
+        sentence = f"{who}, {almost} were {still}{endpoint.free_of} {later} ({words} in 100)."
     else:
-        sentence = f"{who}, {words} {verb} {endpoint.free_of} {when} later."
+        sentence = f"{who}, {words} {verb} {still}{endpoint.free_of} {later}."
     uncertainty = "We cannot be exact. " + uncertainty_text(point["ci_lower"], point["ci_upper"])
     figures = ("none of the 100 figures is filled" if count == 0 else "all 100 figures are filled"
                if count == PEOPLE else f"{count} filled figure{'' if count == 1 else 's'} and {PEOPLE - count} "
                f"empty one{'' if PEOPLE - count == 1 else 's'}")
-    spoken = f"{words.capitalize()} of 100 people {verb} {endpoint.free_of} after {when}: {figures}."
+    spoken = f"{words.capitalize()} {of_100} {verb} {still}{endpoint.free_of} after {when}: {figures}."
     return OptionView(option, label, slot, count, f"{words.capitalize()} in 100", sentence, uncertainty, spoken,
                       icon_grid(count), few_similar)
 
 
 def patient_view(prediction: Mapping, years: int) -> list[EndpointView]:
-    """Each endpoint's options at ``years`` (one of HORIZON_YEARS), from a prediction at the default horizons."""
+    """Each endpoint's options at ``years`` (one of HORIZON_YEARS), from a prediction at the default horizons
+    (conditional or not: its ``condition`` says)."""
     months = 12.0 * years
-    few = {option for option, n in prediction["similar_patients"].items() if n < scoring.FEW_SIMILAR_PATIENTS}
+    few = set(prediction["few_similar"]) if "few_similar" in prediction else {
+        option for option, n in prediction["similar_patients"].items() if n < scoring.FEW_SIMILAR_PATIENTS}
+    conditions = condition_months(prediction)
     views = []
     for name, endpoint in ENDPOINTS.items():
+        after = conditions.get(name)
         options = []
         for option in OPTIONS:
             landmarks = prediction["predictions"][name][option]["landmarks"]
             point = next((p for p in landmarks if p["months"] == months), None)
-            options.append(option_view(option, endpoint, point, years, option in few))
+            options.append(option_view(option, endpoint, point, years, option in few, after))
         when = years_text(years)
+        counted = (f"Only people who were still {endpoint.free_of} {time_text(after)} after their treatment are "
+                   "counted here." if after is not None else "")
         views.append(EndpointView(name, endpoint, f"{endpoint.free_of.capitalize()} after {when}",
-                                  f"{endpoint.event_label.capitalize()} within {when}", tuple(options)))
+                                  f"{endpoint.event_label.capitalize()} within {when}", tuple(options),
+                                  competing_note(endpoint), counted))
     return views
 
 

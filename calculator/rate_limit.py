@@ -1,4 +1,9 @@
-"""A token bucket per client address on the API: past ``RATE_LIMIT_PER_MINUTE``, 429 with ``Retry-After``."""
+"""A token bucket per client address on the API: past ``RATE_LIMIT_PER_MINUTE``, 429 with ``Retry-After``.
+
+Every API request takes one token on arrival; a request that counts as more (a batch of patients) takes the rest
+with :func:`charge` once it knows how many, never more than the bucket holds (so that it can always pass when the
+client has been idle).
+"""
 
 from __future__ import annotations
 
@@ -39,19 +44,21 @@ class TokenBuckets:
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, monotonic time they were counted)
         self._lock = threading.Lock()
 
-    def take(self, key: str, now: float | None = None) -> float:
-        """Take a token for ``key``: 0.0 when granted, else the seconds until the next token."""
+    def take(self, key: str, now: float | None = None, count: float = 1.0) -> float:
+        """Take ``count`` tokens (at most the capacity) for ``key``: 0.0 when granted, else the seconds until there
+        are enough."""
         now = time.monotonic() if now is None else now
+        count = min(count, self.capacity)
         with self._lock:
             tokens, last = self._buckets.get(key, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, now)
+            if tokens >= count:
+                self._buckets[key] = (tokens - count, now)
                 if len(self._buckets) > self.MAX_KEYS:
                     self._prune(now)
                 return 0.0
             self._buckets[key] = (tokens, now)
-            return (1.0 - tokens) / self.rate
+            return (count - tokens) / self.rate
 
     def _prune(self, now: float) -> None:
         full = [
@@ -70,11 +77,25 @@ def rate_limit() -> Response | None:
         return None
     buckets: TokenBuckets = current_app.extensions[EXTENSION_KEY]
     wait = buckets.take(request.remote_addr or "unknown")
-    if not wait:
+    return _refused(wait) if wait else None
+
+
+def charge(count: float, why: str = "") -> Response | None:
+    """Take ``count`` more tokens for this API request (one was taken on arrival), at most as many as leave the
+    request within the bucket's capacity; the 429 response when they are not there (``why`` says why it costs
+    more), else None. Nothing when rate limiting is off."""
+    buckets: TokenBuckets | None = current_app.extensions.get(EXTENSION_KEY)
+    if buckets is None or count <= 0:
         return None
+    wait = buckets.take(request.remote_addr or "unknown", count=min(count, buckets.capacity - 1.0))
+    return _refused(wait, why) if wait else None
+
+
+def _refused(wait: float, why: str = "") -> Response:
     per_minute = current_app.config["RATE_LIMIT_PER_MINUTE"]
     retry = max(1, math.ceil(wait))
-    message = f"too many requests: at most {per_minute} per minute from one address; retry after {retry} s"
+    because = f" ({why})" if why else ""
+    message = f"too many requests: at most {per_minute} per minute from one address{because}; retry after {retry} s"
     response = current_app.make_response(error_response(429, message))
     response.headers["Retry-After"] = str(retry)
     return response

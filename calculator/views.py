@@ -10,14 +10,15 @@ from typing import Any
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from calculator import api, api_docs, charts, patient_view
+from calculator import api, api_docs, charts, patient_view, provenance
 from calculator.errors import error_response
-from calculator.forms import PatientForm, number_text, unit_of, with_unit
+from calculator.forms import CONDITION, PatientForm, number_text, unit_of, with_unit
 from calculator.model_store import ModelLoadError, get_model
 from prognosis import notices, scoring
 from prognosis.covariates import (
     BY_NAME,
     COVARIATES,
+    DEFAULT_HORIZONS_MONTHS,
     ENDPOINTS,
     MODALITY,
     MODALITY_WITHIN,
@@ -31,7 +32,7 @@ from prognosis.store import verify_directory
 
 bp = Blueprint("views", __name__)
 
-SENTENCE_MONTHS = 24.0  # the horizon of the plain-language sentences
+SENTENCE_MONTHS = 24.0  # the horizon of the plain-language sentences (under a condition: the first landmark after it)
 TABLE_STEP_MONTHS = 6.0  # rows of the data table behind each chart, up to 20 years (rows past follow-up are dropped)
 TABLE_MONTHS = tuple(TABLE_STEP_MONTHS * k for k in range(1, 41))
 # How scoring's "few similar patients" warning begins (prognosis/scoring.py): the page shows it apart, prominently.
@@ -51,7 +52,9 @@ def current_model() -> Model | None:
 
 @bp.app_context_processor
 def inject_globals() -> dict[str, Any]:
-    return {"model": current_model(), "endpoints": ENDPOINTS, "options": OPTIONS, "modality": MODALITY,
+    model = current_model()
+    return {"model": model, "provenance": provenance.provenance(model.card if model is not None else None),
+            "endpoints": ENDPOINTS, "options": OPTIONS, "modality": MODALITY,
             "modality_within": MODALITY_WITHIN, "options_text": options_text, "join": join, "notices": notices,
             "option_labels": [MODALITY.label_of(option) for option in OPTIONS],
             "option_styles_digest": charts.OPTION_STYLESHEET_DIGEST}
@@ -72,7 +75,9 @@ def index() -> ResponseReturnValue:
     """The form; a valid POST redirects to the result's permalink."""
     if request.method == "POST":
         form = PatientForm()
-        if form.validate():
+        model = current_model()
+        # The condition is judged against the model's follow-up too (without a model, the result page says so).
+        if form.validate() and (model is None or form.check_condition(model)):
             return redirect(url_for(".result", **form.query()), code=303)
         # A form with messages is an ordinary page (200); a malformed permalink, below, is a bad request.
         return render_template("calculator.html", form=form)
@@ -83,61 +88,79 @@ def index() -> ResponseReturnValue:
 @bp.get("/result")
 def result() -> ResponseReturnValue:
     """The prediction for the patient in the query string."""
-    form = PatientForm(formdata=request.args)
-    if not form.validate():
-        return render_template("calculator.html", form=form), 400
-    try:
-        model = get_model()
-    except ModelLoadError:
-        abort(503)
+    form, model = valid_form()
     patient = form.patient()
+    months = form.condition_months()
     # Returned curves are thinned (exact only at their kept times), so the data tables ask scoring for exact
     # values on a regular grid instead of reading them off the curves.
-    prediction = scoring.predict(model, patient, table_months=TABLE_MONTHS)
-    survival_charts = {ep: charts.survival_chart(prediction["predictions"][ep], OPTIONS) for ep in ENDPOINTS}
-    few = few_similar(prediction)
+    prediction = scoring.predict(model, patient, horizons=result_horizons(months), table_months=TABLE_MONTHS,
+                                 conditional_on_months=months)
+    survival_charts = {ep: charts.survival_chart(prediction["predictions"][ep], OPTIONS, start=months or 0.0)
+                       for ep in ENDPOINTS}
+    at = sentence_months(months)
     return render_template(
         "result.html",
         form=form,
         prediction=prediction,
         charts=survival_charts,
         chart_data={ep: chart_data(prediction["predictions"][ep], chart) for ep, chart in survival_charts.items()},
-        sentences=sentences(prediction),
-        difference_sentences=difference_sentences(prediction),
+        tables={ep: data_table(prediction["predictions"][ep]) for ep in ENDPOINTS},
+        sentences=sentences(prediction, at),
+        difference_sentences=difference_sentences(prediction, at),
         warnings=sorted_warnings(prediction, model),
-        few_similar=few,
+        few_similar=few_similar(prediction),
         similar=similar_text(prediction, model),
         inputs=described_inputs(form, prediction),
+        condition=condition_of(prediction),
+        after=months,
         query=form.query(),
     )
+
+
+def valid_form() -> tuple[PatientForm, Model]:
+    """The form of the query string, validated, and the served model; aborts with the form and its messages (400)
+    or 503."""
+    form = PatientForm(formdata=request.args)
+    if not form.validate():
+        abort(current_app.make_response((render_template("calculator.html", form=form), 400)))
+    try:
+        model = get_model()
+    except ModelLoadError:
+        abort(503)
+    if not form.check_condition(model):
+        abort(current_app.make_response((render_template("calculator.html", form=form), 400)))
+    return form, model
 
 
 @bp.get("/patient")
 def patient() -> ResponseReturnValue:
     """The view for the patient: the result's query plus ``years`` (one of patient_view.HORIZON_YEARS)."""
-    form = PatientForm(formdata=request.args)
-    if not form.validate():
-        return render_template("calculator.html", form=form), 400
-    choices = {str(years): years for years in patient_view.HORIZON_YEARS}
-    years = choices.get(request.args.get("years", str(patient_view.DEFAULT_YEARS)))
-    if years is None:
+    form, model = valid_form()
+    months = form.condition_months()
+    # Under a condition, only the horizons after it (none: the page says so).
+    offered = patient_view.horizon_years(months)
+    choices = {str(years): years for years in offered}
+    asked = request.args.get("years")
+    years = choices.get(asked or str(patient_view.default_years(offered)))
+    if years is None and offered:
+        after = f" (after the {number_text(months)} months already passed)" if months else ""
         return error_response(400, "The time after treatment must be one of "
-                                   f"{join([str(y) for y in patient_view.HORIZON_YEARS], 'or')} years.")
-    try:
-        model = get_model()
-    except ModelLoadError:
-        abort(503)
-    prediction = scoring.predict(model, form.patient())
-    endpoint_views = patient_view.patient_view(prediction, years)
-    words = [label for label, _ in described_inputs(form, prediction)] + [
-        text for view in endpoint_views for text in (view.kept, view.lost, *(o.label for o in view.options))]
+                                   f"{join([str(y) for y in offered or patient_view.HORIZON_YEARS], 'or')} "
+                                   f"years{after}.")
+    prediction = scoring.predict(model, form.patient(), conditional_on_months=months)
+    endpoint_views = patient_view.patient_view(prediction, years) if years is not None else []
+    inputs = described_inputs(form, prediction, condition=False)  # the condition is said in plain words instead
+    words = [label for label, _ in inputs] + [
+        text for view in endpoint_views
+        for text in (view.kept, view.lost, view.note, view.condition, *(o.label for o in view.options))]
     return render_template(
         "patient.html",
         prediction=prediction,
         years=years,
-        horizon_years=patient_view.HORIZON_YEARS,
+        horizon_years=offered,
+        condition=patient_view.condition_words(prediction),
         views=endpoint_views,
-        inputs=described_inputs(form, prediction),
+        inputs=inputs,
         unknown=[BY_NAME[name].label.lower() for name in prediction["unknown"]],
         query=form.query(),
         plain=patient_view,
@@ -154,7 +177,8 @@ def model_card() -> ResponseReturnValue:
         model = get_model()
     except ModelLoadError:
         abort(503)
-    return render_template("model.html", card=model.card, loaded=model, figures=card_figures(model.card))
+    return render_template("model.html", card=model.card, loaded=model, figures=card_figures(model.card),
+                           origin=provenance.provenance(model.card))
 
 
 @bp.get("/api")
@@ -227,14 +251,56 @@ def _reverify(model: Model) -> None:
 # --- what the result page shows -----------------------------------------------------------------------------
 
 def chart_data(curves: dict[str, dict], chart: charts.Chart) -> dict[str, Any]:
-    """The JSON data island the page script reads for values on hover."""
+    """The JSON data island the page script reads for values on hover (``start``: where the curves begin, the
+    condition's months or 0)."""
     keys = ("times_months", "survival", "ci_lower", "ci_upper")
-    return {"geometry": chart.geometry(), "options": list(OPTIONS),
+    return {"geometry": chart.geometry(), "options": list(OPTIONS), "start": chart.start,
             "curves": {option: {key: curves[option][key] for key in keys} for option in OPTIONS}}
 
 
+def result_horizons(months: float | None) -> tuple[float, ...]:
+    """The landmarks of the result page: the default ones, and under a condition past all of them the first whole
+    year after it too, so that there is always a landmark after the condition."""
+    if months is None or any(h > months for h in DEFAULT_HORIZONS_MONTHS):
+        return DEFAULT_HORIZONS_MONTHS
+    return (*DEFAULT_HORIZONS_MONTHS, 12.0 * (math.floor(months / 12.0) + 1))
+
+
+def sentence_months(months: float | None) -> float:
+    """The horizon of the sentences: SENTENCE_MONTHS, or under a condition at or after it the first landmark
+    after the condition."""
+    if months is None or months < SENTENCE_MONTHS:
+        return SENTENCE_MONTHS
+    return next(h for h in result_horizons(months) if h > months)
+
+
+def months_text(months: float) -> str:
+    return f"{months:g} month{'' if months == 1 else 's'}"
+
+
+def condition_of(prediction: dict) -> list[tuple[Any, str]] | None:
+    """Per endpoint what a conditional prediction assumes, in words (None: unconditional)."""
+    condition = prediction.get("condition")
+    if not condition:
+        return None
+    return [(ENDPOINTS[name], entry["text"]) for name, entry in condition.items()]
+
+
+def data_table(curves: dict[str, dict]) -> list[tuple[float, list[dict]]]:
+    """The rows of the data table behind a chart: each tabulated month at which some option is estimable, with
+    every option's value there (under a condition, the months after it only)."""
+    tables = [curves[option].get("table") or [] for option in OPTIONS]
+    rows = []
+    for points in zip(*tables, strict=True):
+        if any(p["survival"] is not None for p in points):
+            rows.append((points[0]["months"], list(points)))
+    return rows
+
+
 def few_similar(prediction: dict) -> list[str]:
-    """The options whose estimates rest on few patients like this one (scoring's threshold)."""
+    """The options whose estimates rest on few patients like this one (scoring's ``few_similar``)."""
+    if "few_similar" in prediction:
+        return list(prediction["few_similar"])
     return [option for option, count in prediction["similar_patients"].items()
             if count < scoring.FEW_SIMILAR_PATIENTS]
 
@@ -243,13 +309,17 @@ def sorted_warnings(prediction: dict, model: Model) -> dict[str, list[str]]:
     """Scoring's warnings by where the page shows them: ``few`` prominently at the top, ``other`` in the list.
 
     The observational caveat and the synthetic notice are left out: the page shows them in its caveat and its
-    banner, which every page of a synthetic model carries.
+    banner, which every page of a synthetic (or synthetic-derived) model carries.
     """
     shown_elsewhere = {notices.OBSERVATIONAL}
-    if model.data_source == "synthetic":
+    origin = provenance.provenance(model.card)
+    if origin.synthetic:
         shown_elsewhere.add(notices.synthetic_notice(model.evidence_patients))
+    if origin.notice:
+        shown_elsewhere.add(origin.notice)
     warnings = [w for w in prediction["warnings"] if w not in shown_elsewhere]
-    few = [w for w in warnings if w.startswith(FEW_SIMILAR_WARNING)]
+    # scoring's few_similar says whether there is such a warning; it is the one that begins with its heading.
+    few = [w for w in warnings if w.startswith(FEW_SIMILAR_WARNING)] if few_similar(prediction) else []
     # Under a heading of its own, the warning goes without its first words.
     headed = [_capitalized(w.removeprefix(FEW_SIMILAR_WARNING).lstrip(": ")) for w in few]
     return {"few": headed, "other": [w for w in warnings if w not in few]}
@@ -301,63 +371,86 @@ def interval_in_100(lower: float, upper: float, per: str = "") -> str:
     return f"95% interval {low}–{high}{per}"
 
 
-def survival_sentence(option: str, endpoint: Any, point: dict, years: str) -> str:
+def survival_sentence(option: str, endpoint: Any, point: dict, years: str, after: float | None = None) -> str:
     """'Of 100 patients with these characteristics who received SIRT in the data behind this model, about 46 were
-    free of hepatic progression at 2 years (95% interval 38–53).' At the ends: 'fewer than 1 in 100'."""
+    free of hepatic progression at 2 years (95% interval 38–53).' At the ends: 'fewer than 1 in 100'. Under a
+    condition (``after`` months already free of the event): 'Of 100 patients … who received SIRT in the data behind
+    this model and were still free of hepatic progression at 12 months, about 60 were still free of hepatic
+    progression at 2 years (…)'."""
     who = f"patients with these characteristics who received {option} in the data behind this model"
+    still = ""
+    if after is not None:
+        who += f" and were still {endpoint.free_of} at {months_text(after)}"
+        still = "still "
     count, end = _in_100(point["survival"])
     if end:
         interval = interval_in_100(point["ci_lower"], point["ci_upper"], " in 100")
-        return f"Of {who}, {count} in 100 were {endpoint.free_of} at {years} ({interval})."
+        return f"Of {who}, {count} in 100 were {still}{endpoint.free_of} at {years} ({interval})."
     verb = "was" if count == "1" else "were"
     interval = interval_in_100(point["ci_lower"], point["ci_upper"])
-    return f"Of 100 {who}, about {count} {verb} {endpoint.free_of} at {years} ({interval})."
+    return f"Of 100 {who}, about {count} {verb} {still}{endpoint.free_of} at {years} ({interval})."
 
 
-def sentences(prediction: dict) -> dict[str, list[str]]:
-    """One plain-language sentence per endpoint and option, at SENTENCE_MONTHS, saying whom the numbers are about."""
-    years = years_text(SENTENCE_MONTHS)
+def _condition_months(prediction: dict, endpoint: str) -> float | None:
+    condition = prediction.get("condition")
+    return condition[endpoint]["months"] if condition else None
+
+
+def sentences(prediction: dict, months: float = SENTENCE_MONTHS) -> dict[str, list[str]]:
+    """One plain-language sentence per endpoint and option, at ``months``, saying whom the numbers are about (under
+    a condition: patients still free of the event then)."""
+    years = years_text(months)
     out: dict[str, list[str]] = {}
     for name, endpoint in ENDPOINTS.items():
         out[name] = []
+        after = _condition_months(prediction, name)
         for option in OPTIONS:
             landmarks = prediction["predictions"][name][option]["landmarks"]
-            point = next((p for p in landmarks if p["months"] == SENTENCE_MONTHS), None)
+            point = next((p for p in landmarks if p["months"] == months), None)
             if point is None or point["survival"] is None:
                 out[name].append(f"For {option}, {endpoint.label.lower()} at {years} cannot be estimated: it lies "
                                  "beyond the follow-up of the data behind this model.")
                 continue
-            out[name].append(survival_sentence(option, endpoint, point, years))
+            out[name].append(survival_sentence(option, endpoint, point, years, after))
     return out
 
 
-def difference_sentences(prediction: dict) -> dict[str, list[str]]:
-    """Each comparison at SENTENCE_MONTHS, in words that compare patients, not treatments: 'higher / lower in
-    patients who received …'."""
-    years = years_text(SENTENCE_MONTHS)
+def difference_sentences(prediction: dict, months: float = SENTENCE_MONTHS) -> dict[str, list[str]]:
+    """Each comparison at ``months``, in words that compare patients, not treatments: 'higher / lower in
+    patients who received …' (under a condition: among those still free of the event then)."""
+    years = years_text(months)
     out: dict[str, list[str]] = {}
     for name, endpoint in ENDPOINTS.items():
         out[name] = []
+        after = _condition_months(prediction, name)
         for contrast in prediction["contrasts"][name]:
-            d = next((d for d in contrast["survival_difference"] if d["months"] == SENTENCE_MONTHS), None)
+            d = next((d for d in contrast["survival_difference"] if d["months"] == months), None)
             if d is None or d["estimate"] is None:
                 continue
             a, b = contrast["a"], contrast["b"]
             interval = f"95% interval {signed(d['ci_lower'])} to {signed(d['ci_upper'])} points"
             points = round(100 * abs(d["estimate"]))
+            direction = "higher" if d["estimate"] > 0 else "lower"
+            difference = f"{points} percentage point{'' if points == 1 else 's'} {direction}"
+            if after is not None:
+                among = (f"At {years}, among patients with these characteristics who were still {endpoint.free_of} "
+                         f"at {months_text(after)}, the share still {endpoint.free_of} was")
+                compared = (f"about the same in those who received {a} as" if points == 0 else
+                            f"{difference} in those who received {a} than")
+                out[name].append(f"{among} {compared} in those who received {b} ({interval}).")
+                continue
             if points == 0:
                 out[name].append(f"At {years}, the share {endpoint.free_of} was about the same in patients with these "
                                  f"characteristics who received {a} as in those who received {b} ({interval}).")
                 continue
-            direction = "higher" if d["estimate"] > 0 else "lower"
-            out[name].append(f"At {years}, the share {endpoint.free_of} was {points} percentage point"
-                             f"{'' if points == 1 else 's'} {direction} in patients with these characteristics who "
-                             f"received {a} than in those who received {b} ({interval}).")
+            out[name].append(f"At {years}, the share {endpoint.free_of} was {difference} in patients with these "
+                             f"characteristics who received {a} than in those who received {b} ({interval}).")
     return out
 
 
-def described_inputs(form: PatientForm, prediction: dict) -> list[tuple[str, str]]:
-    """(label, value) of each input as the model understood it; the warnings say how unknowns were handled."""
+def described_inputs(form: PatientForm, prediction: dict, condition: bool = True) -> list[tuple[str, str]]:
+    """(label, value) of each input as the model understood it; the warnings say how unknowns were handled. With
+    ``condition``, the months already free of the event too (if given)."""
     rows = []
     for cov in COVARIATES:
         level = prediction["inputs"][cov.name]
@@ -371,6 +464,9 @@ def described_inputs(form: PatientForm, prediction: dict) -> list[tuple[str, str
             if entered is not None and cov.alternative is not None:
                 value += f" (from {with_unit(entered, unit_of(cov.alternative))})"
         rows.append((cov.label, value))
+    months = form.condition_months()
+    if condition and months is not None:
+        rows.append((form[CONDITION].label.text, months_text(months)))
     return rows
 
 

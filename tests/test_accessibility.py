@@ -55,6 +55,30 @@ def open_result_in_use(page, base_url: str) -> None:
     page.keyboard.press("ArrowRight")
 
 
+def open_conditional_result_in_use(page, base_url: str) -> None:
+    """A conditional result (issue 12.1) as a reader leaves it: data tables open, a value read after the condition."""
+    page.goto(f"{base_url}/result?{urlencode(CONDITIONAL)}")
+    assert page.locator("aside.condition").is_visible()
+    for i in range(page.locator("details.data-table").count()):
+        page.locator("details.data-table summary").nth(i).click()
+    page.locator("svg.chart").first.focus()
+    page.keyboard.press("Home")
+    page.keyboard.press("ArrowRight")
+
+
+def open_form_with_a_condition_past_the_end(page, base_url: str) -> None:
+    page.goto(base_url + "/")
+    page.get_by_label("Grade 2").check()
+    page.get_by_label("< 25%").check()
+    page.locator('input[name="prior_resection_ablation"][value="0"]').check()
+    page.get_by_label("Already free of the event for").fill("100000")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Show predictions").click()
+    assert page.locator("#conditional_on_months-error").is_visible()
+
+
+CONDITIONAL = {**VALID_FORM, "conditional_on_months": "12"}
+
 PAGES = {
     "form": "/",
     "form-with-errors": open_form_with_errors,
@@ -64,6 +88,10 @@ PAGES = {
     "patient-view-grade-3-5-years": f"/patient?{urlencode({**GRADE_3, 'years': 5})}",
     "model-card": "/model",
     "api-page": "/api",
+    "api-page-batch": "/api#op-predict_batch",
+    "result-conditional": open_conditional_result_in_use,
+    "patient-view-conditional": f"/patient?{urlencode({**CONDITIONAL, 'years': 3})}",
+    "form-with-condition-error": open_form_with_a_condition_past_the_end,
     "error-404": "/no/such/page",
     "error-400": f"/patient?{urlencode({**VALID_FORM, 'years': 4})}",
 }

@@ -169,7 +169,7 @@ def test_openapi_document_describes_the_request_from_covariates(client):
     schemas = document["components"]["schemas"]
     request = schemas["PredictRequest"]
     assert request["additionalProperties"] is False
-    assert set(request["properties"]) == {c.name for c in COVARIATES} | {"horizons_months"}
+    assert set(request["properties"]) == {c.name for c in COVARIATES} | {"horizons_months", "conditional_on_months"}
     assert request["required"] == list(REQUIRED)
     assert request["properties"]["who_grade"]["enum"] == [1, 2, 3]
     assert request["properties"]["tumor_burden"]["enum"] == ["<25%", "25-50%", "50-75%", ">75%"]

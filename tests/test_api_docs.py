@@ -45,7 +45,8 @@ def test_every_request_field_with_its_type_allowed_values_and_whether_required(c
     request = document["components"]["schemas"]["PredictRequest"]
     table = rows(page, "Request body (PredictRequest)")
     assert set(table) == set(request["properties"])  # every field of the document
-    assert list(table) == [cov.name for cov in COVARIATES] + ["horizons_months"]  # in the definitions' order
+    # in the definitions' order, then the options of the request
+    assert list(table) == [cov.name for cov in COVARIATES] + ["horizons_months", "conditional_on_months"]
     for cov in COVARIATES:
         kind, allowed, required, description = table[cov.name]
         assert required == ("yes" if cov.name in REQUIRED else "no")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -249,3 +251,32 @@ def test_the_api_link_opens_the_page_for_people_and_it_links_the_json(watched, b
     # has Chromium ask for /favicon.ico, which the app does not serve, a 404 in the console).
     href = page.get_by_role("link", name="/api/v1/openapi.json").get_attribute("href")
     assert page.request.get(base_url + href).json()["openapi"].startswith("3.1")
+
+
+def test_a_conditional_result_draws_from_the_condition_and_reads_from_there(watched, base_url):
+    """Issue 12.1: the condition said first, the curves from s on the months-since-embolotherapy axis, values read
+    from s on (before it the readout says why there is none), and a screenshot to look at."""
+    page = watched().page
+    page.goto(base_url + "/result?who_grade=2&tumor_burden=25-50%25&prior_resection_ablation=0"
+              "&conditional_on_months=12")
+    box = page.locator("aside.condition")
+    assert box.is_visible() and box.bounding_box()["y"] < page.locator("svg.chart").first.bounding_box()["y"]
+    for endpoint in ENDPOINTS.values():
+        assert f"still {endpoint.free_of} 12 months after the embolotherapy" in box.inner_text()
+    assert_charts(page)
+    chart = page.locator("svg.chart").first
+    assert chart.locator("rect.before-condition").is_visible() and chart.locator("line.condition-line").count() == 1
+    # The line is drawn (a vertical line has no width for is_visible): dashed, in the stylesheet's colour.
+    assert chart.locator("line.condition-line").evaluate("e => getComputedStyle(e).strokeDasharray") != "none"
+    chart.focus()
+    page.keyboard.press("Home")
+    readout = page.locator(".readout").first
+    assert readout.inner_text().startswith("At 12 months: ") and "100%" in readout.inner_text()
+    page.keyboard.press("ArrowLeft")
+    assert "before the 12 months already passed" in readout.inner_text()
+    page.keyboard.press("PageUp")
+    assert readout.inner_text().startswith("At 23 months: ")
+    path = shot(page, "10-conditional-result")
+    screens = Path("/tmp/screens")
+    screens.mkdir(exist_ok=True)
+    shutil.copy(path, screens / "conditional-result.png")

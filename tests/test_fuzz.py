@@ -6,6 +6,7 @@ A few hundred cases here; benchmarks/fuzz_long.py runs the same checks for tens 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import Counter
@@ -15,9 +16,9 @@ from urllib.parse import urlencode
 
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis import GenerationMode
 
 # How the form reads a typed percentage is the form's own rule, not the contract's: taken from it.
 from calculator.forms import parse_pct
@@ -33,14 +34,16 @@ BURDENS = ("<25%", "25-50%", "50-75%", ">75%")
 TUMOR_TYPES = ("pancreatic", "gut", "bronchial", "other")
 REQUIRED = ("who_grade", "tumor_burden", "prior_resection_ablation")
 OPTIONAL_BOOLS = ("extrahepatic_metastases", "octreotide", "biologic", "cytotoxic")
-FIELDS = (*REQUIRED, "tumor_type", *OPTIONAL_BOOLS, "horizons_months")
+FIELDS = (*REQUIRED, "tumor_type", *OPTIONAL_BOOLS, "horizons_months", "conditional_on_months")
 MAX_HORIZONS, MAX_HORIZON = 10, 240.0
+# conditional_on_months: a number of months >= 0 (null: none), refused past the model's last event time (CONTRACT).
 
 
 # --- the API: generated bodies and the oracle ----------------------------------------------------------------------
 
-def valid_value(field: str, value: Any) -> bool:
-    """Whether CONTRACT.md allows ``value`` for ``field`` (None means unknown, allowed for optional fields)."""
+def valid_value(field: str, value: Any, last_event: float = math.inf) -> bool:
+    """Whether CONTRACT.md allows ``value`` for ``field`` (None means unknown, allowed for optional fields);
+    ``last_event``: the served model's earliest last event time, which bounds the condition."""
     if field == "who_grade":
         return type(value) is int and value in GRADES
     if field == "tumor_burden":
@@ -54,16 +57,18 @@ def valid_value(field: str, value: Any) -> bool:
     if field == "horizons_months":
         return (type(value) is list and 1 <= len(value) <= MAX_HORIZONS
                 and all(type(h) in (int, float) and math.isfinite(h) and 0 < h <= MAX_HORIZON for h in value))
+    if field == "conditional_on_months":
+        return value is None or (type(value) in (int, float) and math.isfinite(value) and 0 <= value <= last_event)
     return False
 
 
-def expected_error_fields(body: Any) -> set[str]:
+def expected_error_fields(body: Any, last_event: float = math.inf) -> set[str]:
     """The fields a 400 must name for ``body``; empty when the body is valid."""
     if not isinstance(body, dict):
         return {"body"}
     wrong = {key for key in body if key not in FIELDS}
     wrong |= {f for f in REQUIRED if body.get(f) is None}
-    wrong |= {f for f in FIELDS if f in body and body[f] is not None and not valid_value(f, body[f])}
+    wrong |= {f for f in FIELDS if f in body and body[f] is not None and not valid_value(f, body[f], last_event)}
     if "horizons_months" in body and body["horizons_months"] is None:
         wrong.add("horizons_months")  # optional, but not nullable
     return wrong
@@ -84,6 +89,8 @@ FIELD_VALUES = {
     "horizons_months": st.one_of(st.lists(st.integers(1, 240), min_size=1, max_size=10),
                                  st.lists(st.floats(0.5, 240), min_size=1, max_size=10), st.lists(horizon, max_size=12),
                                  junk),
+    "conditional_on_months": st.one_of(st.none(), st.floats(0, 60), st.integers(-5, 400), st.sampled_from([1e9, -0.1]),
+                                       junk),
 }
 
 # Valid values only, drawn directly (filtering the mixed ones would discard most examples).
@@ -94,6 +101,7 @@ VALID_VALUES = {
     "tumor_type": st.one_of(st.none(), st.sampled_from(TUMOR_TYPES)),
     **{name: st.one_of(st.none(), st.booleans()) for name in OPTIONAL_BOOLS},
     "horizons_months": st.lists(st.one_of(st.integers(1, 240), st.floats(0.01, 240)), min_size=1, max_size=10),
+    "conditional_on_months": st.one_of(st.none(), st.floats(0, 60), st.integers(0, 60)),
 }
 
 
@@ -119,13 +127,25 @@ def api_bodies(draw) -> Any:
     return body
 
 
-def check_api_case(client, body: Any) -> int:
+@functools.cache
+def _last_event_months(model_dir: str) -> float:
+    card = json.loads((Path(model_dir) / "model_card.json").read_text())
+    return min(card["endpoints"][name]["last_event_months"] for name in ENDPOINTS)
+
+
+def last_event_months(client) -> float:
+    """The served model's earliest last event time (its card), past which no condition is accepted."""
+    return _last_event_months(str(client.application.config["MODEL_DIR"]))
+
+
+def check_api_case(client, body: Any, last_event: float | None = None) -> int:
     """Post ``body``; assert the answer is the contract's 200 or a 400 naming exactly the fields at fault."""
+    last_event = last_event_months(client) if last_event is None else last_event
     response = client.post(API, data=json.dumps(body), content_type="application/json")
     assert response.status_code < 500, response.data
     assert response.is_json and "Traceback" not in response.get_data(as_text=True)
     strict_json(response.data)
-    expected = expected_error_fields(body)
+    expected = expected_error_fields(body, last_event)
     if not expected:
         assert response.status_code == 200, (body, response.json)
         check_prediction(response.json, body.get("horizons_months") or DEFAULT_HORIZONS)
@@ -206,7 +226,7 @@ def test_every_fully_specified_patient_scores_to_finite_numbers_with_the_shipped
     import itertools
 
     levels = {"who_grade": "123", "tumor_burden": BURDENS, "prior_resection_ablation": "01",
-              "tumor_type": TUMOR_TYPES, **{name: "01" for name in OPTIONAL_BOOLS}}
+              "tumor_type": TUMOR_TYPES, **dict.fromkeys(OPTIONAL_BOOLS, "01")}
     patients = [dict(zip(levels, combination, strict=True)) for combination in itertools.product(*levels.values())]
     failures = [p for p in patients if not scores_finitely(shipped, p)]
     assert not failures, f"{len(failures)} patients, e.g. {failures[0]}"
@@ -227,11 +247,13 @@ def test_the_oracle_agrees_with_the_openapi_document(client):
 
 def test_generated_api_requests_get_200_or_a_400_naming_each_wrong_field(client):
     seen: Counter[int] = Counter()
+    last_event = last_event_months(client)
+    assert 60 < last_event < 400  # the generated conditions fall on both sides of it
 
     @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(body=api_bodies())
     def check(body):
-        seen[check_api_case(client, body)] += 1
+        seen[check_api_case(client, body, last_event)] += 1
 
     check()
     print(dict(seen))
@@ -245,7 +267,7 @@ FORM_LEVELS = {
     "tumor_burden": BURDENS,
     "prior_resection_ablation": ("0", "1"),
     "tumor_type": TUMOR_TYPES,
-    **{name: ("0", "1") for name in OPTIONAL_BOOLS},
+    **dict.fromkeys(OPTIONAL_BOOLS, ("0", "1")),
 }
 FORM_REQUIRED = ("who_grade", "prior_resection_ablation")  # tumor burden: a category or a percentage
 

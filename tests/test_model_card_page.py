@@ -103,7 +103,7 @@ def test_model_specification_gives_coefficients_baseline_survival_and_the_formul
     spec = section(get_page(client), "model-specification")
     card = card_of(model_dir)
     assert "S<sub>0</sub>(t)<sup>exp(z′β)</sup>" in spec
-    for name, ep in card["endpoints"].items():
+    for ep in card["endpoints"].values():
         for row in ep["multivariate"]:
             assert f"{row['coef']:.5f}" in spec
         for b in ep["baseline_survival"]:
@@ -151,7 +151,7 @@ def test_performance_shows_each_measure_with_its_interval(client, model_dir):
         assert f"{v['uno_c']['apparent']:.3f}" in performance
         assert f"{slope['apparent']:.3f} ({slope['ci_lower']:.3f}–{slope['ci_upper']:.3f})" in performance
         assert f"{ibs['model']:.3f} vs {ibs['null_km']:.3f}" in performance
-        for auc, brier in zip(v["time_dependent_auc"], v["brier_score"]):
+        for auc, brier in zip(v["time_dependent_auc"], v["brier_score"], strict=True):
             assert f"<td>{auc['auc']:.3f}</td>" in performance and f"<td>{brier['brier']:.3f}</td>" in performance
     for warning in validation["warnings"]:
         assert html.escape(warning, quote=False) in performance
@@ -230,12 +230,16 @@ def test_a_failing_ph_term_gets_a_plain_warning(app, monkeypatch):
     assert "Hepatic progression-free survival: no term departs from proportional hazards" in page
 
 
-def test_figures_are_accessible_and_ids_unique(client):
+def test_figures_are_accessible_and_ids_unique(client, model_dir):
     page = get_page(client)
     ids = re.findall(r'\sid="([^"]+)"', page)
     assert [i for i, n in Counter(ids).items() if n > 1] == []
     figures = re.findall(r'<svg class="figure-svg[^"]*"[^>]*>', page)
-    assert len(figures) == 2 + 2 * 3 + 2  # forest plots, calibration plots, Kaplan–Meier charts
+    validation = card_of(model_dir)["validation"]
+    smoothed = sum(e.get("estimable", True) for name in ("hpfs", "os")
+                   for e in validation[name].get("smoothed_calibration", []))
+    # forest plots, calibration plots, Kaplan–Meier charts, smoothed calibration curves (when validation gives them)
+    assert len(figures) == 2 + 2 * 3 + 2 + smoothed
     for tag in figures:
         assert 'role="img"' in tag
         title, desc = re.search(r'aria-labelledby="([^" ]+) ([^" ]+)"', tag).groups()

@@ -290,6 +290,7 @@ def test_the_patient_view_works_without_javascript_and_its_horizon_links_too(wat
     ("patient-view", VALID_FORM, 2),
     ("patient-view-grade-3-5-years", {**GRADE_3, "tumor_burden": ">75%", "prior_resection_ablation": "1"}, 5),
     ("patient-view-1-year", {**VALID_FORM, "tumor_type": "gut", "octreotide": "1", "biologic": "0"}, 1),
+    ("patient-view-conditional", {**VALID_FORM, "conditional_on_months": "12"}, 3),
 ])
 def test_the_patient_view_prints_on_one_page_on_a4_and_letter(watched, base_url, name, query, years):
     page = watched().page

@@ -253,7 +253,7 @@ def test_responses_with_patient_inputs_are_not_stored(client):
 # --- one source of truth: options, endpoints and colours come from the definitions (issue 10.3) -----------------
 
 REPO = Path(__file__).resolve().parent.parent
-WEB_MODULES = ("views", "forms", "api", "charts", "card_figures", "patient_view", "api_docs")
+WEB_MODULES = ("views", "forms", "api", "charts", "card_figures", "patient_view", "api_docs", "provenance")
 
 
 def _string_literals(path: Path) -> list[str]:

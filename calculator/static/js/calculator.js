@@ -54,12 +54,20 @@
     function xOf(months) { return g.left + (g.right - g.left) * months / g.x_max; }
     function yOf(p) { return g.bottom - (g.bottom - g.top) * p; }
 
+    var start = data.start || 0;  // a conditional prediction's curves begin there (calculator/views.py, chart_data)
+
     function show(months) {
       current = Math.max(0, Math.min(g.x_max, months));
       var x = xOf(current);
       cursor.setAttribute("x1", x);
       cursor.setAttribute("x2", x);
       cursor.classList.remove("is-hidden");
+      if (current < start) {
+        options.forEach(function (option) { dots[option].classList.add("is-hidden"); });
+        readout.textContent = "At " + Math.round(current) + " months: before the " + start +
+          " months already passed without the event (the curves start there)";
+        return;
+      }
       var parts = [];
       options.forEach(function (option) {
         var c = data.curves[option];
@@ -96,9 +104,9 @@
     svg.setAttribute("tabindex", "0");
     svg.addEventListener("keydown", function (event) {
       var step = { ArrowRight: 1, ArrowUp: 1, ArrowLeft: -1, ArrowDown: -1, PageUp: 12, PageDown: -12 }[event.key];
-      if (event.key === "Home") show(0);
+      if (event.key === "Home") show(start);
       else if (event.key === "End") show(g.x_max);
-      else if (step !== undefined) show((current === null ? 0 : Math.round(current)) + step);
+      else if (step !== undefined) show((current === null ? Math.ceil(start) : Math.round(current)) + step);
       else return;
       event.preventDefault();
     });
