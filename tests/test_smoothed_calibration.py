@@ -197,3 +197,29 @@ def test_invalid_inputs(kwargs, message):
     args = {"predicted_risk": risk, "time": time, "event": event, "horizon": horizon, **kwargs}
     with pytest.raises(sc.CalibrationError, match=message):
         sc.smoothed_calibration(**args)
+
+
+def test_quantiles_are_numpys():
+    rng = np.random.default_rng(2)
+    for n in (1, 2, 7, 184):
+        values = np.sort(rng.normal(size=n))
+        probabilities = np.array([0.0, 0.1, 0.5, 0.9, 1.0])
+        np.testing.assert_allclose(
+            sc.quantile_sorted(values, probabilities), np.quantile(values, probabilities), rtol=1e-15, atol=1e-15
+        )
+
+
+def test_batched_metrics_equal_one_horizon_at_a_time():
+    """The validation bootstrap's fast path (all horizons' calibration models as one batch, any start) gives what
+    smoothed_calibration gives horizon by horizon."""
+    risk, time, event, _ = load_case("continuous")
+    data, order = sc.Survival.sorted(time, event)
+    hazard = -np.log1p(-risk)
+    horizons = np.array([6.0, 12.0, 24.0])
+    cll = np.log(np.outer(horizons / 24.0, hazard))[:, order]
+    batched = sc.metrics_on(data, cll, horizons, slope=0.7)
+    for i, horizon in enumerate(horizons):
+        one = sc.smoothed_calibration(None, time, event, horizon, cumulative_hazard=np.exp(cll[i])[np.argsort(order)])
+        expected = [*one.metrics().values(), one.observed_expected]
+        np.testing.assert_allclose(batched[i], expected, rtol=1e-8, atol=1e-12)
+    assert np.all(np.isnan(sc.metrics_on(data, cll[:1], np.array([1000.0]))))  # past the follow-up

@@ -1,8 +1,10 @@
-"""Calibration of predicted survival against Kaplan-Meier estimates, by group of predicted risk.
+"""Predicted survival beside Kaplan-Meier estimates by group of predicted risk: the card's descriptive figures.
 
 Predictions use the artifact's own Breslow baseline (``risk_sets``), exactly what the calculator serves:
 S(t | x) = exp(-H0(t) exp(x'beta)). Observed survival per group is the Kaplan-Meier estimate with a log-log 95%
-interval (scikit-survival's ``kaplan_meier_estimator``).
+interval (scikit-survival's ``kaplan_meier_estimator``). Nothing here passes or fails a model: a per-group "within
+the interval" verdict is a multiple test of arbitrary groups; calibration is assessed by the smoothed calibration
+curve and its summaries (``training.smoothed_calibration``; docs/validation.md).
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ def risk_groups(lp: np.ndarray, groups: int | None = None) -> np.ndarray:
     return rank * groups // n + 1
 
 
-def kaplan_meier_at(time: np.ndarray, event: np.ndarray, horizons: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def kaplan_meier_at(
+    time: np.ndarray, event: np.ndarray, horizons: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Kaplan-Meier survival with log-log 95% interval at each horizon; NaN past the group's last follow-up.
 
     References
@@ -78,13 +81,19 @@ def _clean(value: float, digits: int = 4) -> float | None:
     return None if not np.isfinite(value) else round(float(value), digits)
 
 
-def calibration_by_group(lp: np.ndarray, time: np.ndarray, event: np.ndarray, risk_sets: RiskSets,
-                         horizons: tuple[float, ...], group: np.ndarray) -> list[dict]:
+def calibration_by_group(
+    lp: np.ndarray,
+    time: np.ndarray,
+    event: np.ndarray,
+    risk_sets: RiskSets,
+    horizons: tuple[float, ...],
+    group: np.ndarray,
+) -> list[dict]:
     """Predicted (mean over the group) vs observed (Kaplan-Meier, 95% CI) survival per risk group and horizon.
 
     Returns one entry per horizon: ``{"months", "estimable", "overall": {...}, "groups": [{"group", "n", "events",
-    "predicted", "observed", "ci_lower", "ci_upper", "within_ci"}]}``; ``within_ci`` is whether the mean prediction
-    lies in the observed interval.
+    "predicted", "observed", "ci_lower", "ci_upper", "within_ci"}]}``. ``within_ci`` is always None: the per-group
+    verdict is no longer made (kept for readers of earlier cards; to be removed).
     """
     horizons_arr = np.asarray(horizons, dtype=float)
     pred = predicted_survival(lp, risk_sets, horizons_arr)
@@ -98,25 +107,38 @@ def calibration_by_group(lp: np.ndarray, time: np.ndarray, event: np.ndarray, ri
             mask = group == g
             km, lo, hi = (a[j] for a in per_group[g])
             predicted = float(pred[mask, j].mean())
-            rows.append({
-                "group": int(g), "n": int(mask.sum()), "events": int(event[mask].sum()),
-                "predicted": _clean(predicted), "observed": _clean(km), "ci_lower": _clean(lo), "ci_upper": _clean(hi),
-                "within_ci": (bool(lo <= predicted <= hi) if np.isfinite(lo) and np.isfinite(hi)
-                              and np.isfinite(predicted) else None),
-            })
+            rows.append(
+                {
+                    "group": int(g),
+                    "n": int(mask.sum()),
+                    "events": int(event[mask].sum()),
+                    "predicted": _clean(predicted),
+                    "observed": _clean(km),
+                    "ci_lower": _clean(lo),
+                    "ci_upper": _clean(hi),
+                    "within_ci": None,
+                }
+            )
         estimable = bool(np.isfinite(pred[:, j]).all() and np.isfinite(overall[0][j]))
-        out.append({
-            "months": float(months),
-            "estimable": estimable,
-            "overall": {"predicted": _clean(float(pred[:, j].mean())), "observed": _clean(overall[0][j]),
-                        "ci_lower": _clean(overall[1][j]), "ci_upper": _clean(overall[2][j])},
-            "groups": rows,
-        })
+        out.append(
+            {
+                "months": float(months),
+                "estimable": estimable,
+                "overall": {
+                    "predicted": _clean(float(pred[:, j].mean())),
+                    "observed": _clean(overall[0][j]),
+                    "ci_lower": _clean(overall[1][j]),
+                    "ci_upper": _clean(overall[2][j]),
+                },
+                "groups": rows,
+            }
+        )
     return out
 
 
-def curves_by_group(lp: np.ndarray, time: np.ndarray, event: np.ndarray, risk_sets: RiskSets,
-                    group: np.ndarray) -> dict:
+def curves_by_group(
+    lp: np.ndarray, time: np.ndarray, event: np.ndarray, risk_sets: RiskSets, group: np.ndarray
+) -> dict:
     """Monthly Kaplan-Meier curves and mean predicted curves per risk group: the card's figure data."""
     last = min(float(time.max()), risk_sets.last_event_time, CURVE_MONTHS)
     months = np.arange(0.0, np.floor(last) + 1.0)
@@ -125,9 +147,15 @@ def curves_by_group(lp: np.ndarray, time: np.ndarray, event: np.ndarray, risk_se
     for g in np.unique(group):
         mask = group == g
         km, lo, hi = kaplan_meier_at(time[mask], event[mask], months)
-        series.append({
-            "group": int(g), "n": int(mask.sum()), "events": int(event[mask].sum()),
-            "observed": [_clean(v) for v in km], "ci_lower": [_clean(v) for v in lo],
-            "ci_upper": [_clean(v) for v in hi], "predicted": [_clean(v) for v in pred[mask].mean(axis=0)],
-        })
+        series.append(
+            {
+                "group": int(g),
+                "n": int(mask.sum()),
+                "events": int(event[mask].sum()),
+                "observed": [_clean(v) for v in km],
+                "ci_lower": [_clean(v) for v in lo],
+                "ci_upper": [_clean(v) for v in hi],
+                "predicted": [_clean(v) for v in pred[mask].mean(axis=0)],
+            }
+        )
     return {"months": months.tolist(), "groups": series}

@@ -36,8 +36,9 @@ def time_transform(time: np.ndarray, event: np.ndarray, transform: Transform) ->
     raise ValueError(f"unknown transform {transform!r}; use 'km' or 'identity'")
 
 
-def zph_score_test(x: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np.ndarray,
-                   transform: Transform = "km") -> dict:
+def zph_score_test(
+    x: np.ndarray, time: np.ndarray, event: np.ndarray, beta: np.ndarray, transform: Transform = "km"
+) -> dict:
     """Score test of proportional hazards for each column of ``x`` and globally.
 
     Parameters

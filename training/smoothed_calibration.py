@@ -12,7 +12,12 @@ increment is sum_{r<d} 1 / (S0 - r/d T0), T0 the events' risk sum). Without tied
 
 The optimism-corrected version follows Harrell's bootstrap: a model refitted on each bootstrap sample is assessed on
 that sample (apparent) and on the original data (test); optimism = mean(apparent - test); corrected = apparent -
-optimism. Resamples are drawn as in ``training.validate._replicates`` so the same seeds give the same samples.
+optimism. Resamples are drawn as in ``training.bootstrap.replicates`` so the same seeds give the same samples: the
+validation measures these metrics inside its own bootstrap (``training.validate``), with ``metrics_on``, the batched
+fast path (one batch of calibration models per data set for all horizons).
+
+Numpy only (the bootstrap's workers import this module; joblib is imported when ``bootstrap_smoothed_calibration``
+runs).
 """
 
 from __future__ import annotations
@@ -21,20 +26,21 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
-import joblib
 import numpy as np
-from scipy import stats
-from sksurv.nonparametric import kaplan_meier_estimator
 
-from training.fit import breslow_risk_sets, efron_information, fit_coefficients
+from training import cox_fast
+from training.cox_fast import Survival
 
 KNOTS = 3
 # rms/Hmisc: a value shared by this fraction of the data at either end is a knot of its own (``fractied``).
 FRACTION_TIED = 0.05
 GRID_POINTS = 50
 METRICS: tuple[str, ...] = ("ici", "e50", "e90", "emax")
-Z_975 = stats.norm.ppf(0.975)
+# What the validation bootstrap measures at each horizon: the summaries above and observed/expected.
+BOOTSTRAP_METRICS: tuple[str, ...] = (*METRICS, "observed_expected")
+QUANTILES = np.array([0.5, 0.9])  # E50, E90
 
 # A model refitted on a bootstrap sample, as a function from design rows to the cumulative hazard -log S(t0 | x) at the
 # horizon (exact on the cloglog scale, where 1 - p loses every digit for risks near 1).
@@ -62,11 +68,12 @@ def rcs_knots(x: np.ndarray, knots: int = KNOTS, fraction_tied: float = FRACTION
     Harrell FE. Regression Modeling Strategies. 2nd ed. Springer 2015, section 2.4.6; Hmisc ``rcspline.eval``.
     """
     x = np.asarray(x, dtype=float)
-    xx = x[~np.isnan(x)]
+    xx = np.sort(x[~np.isnan(x)])  # sorted throughout: quantiles, unique values and cuts are then cheap
     n = len(xx)
     if n < 6:
         raise CalibrationError("knots not specified, and < 6 non-missing observations")
-    xu, counts = np.unique(xx, return_counts=True)
+    starts = np.concatenate([[0], np.flatnonzero(xx[1:] != xx[:-1]) + 1])
+    xu, counts = xx[starts], np.diff(np.append(starts, n))
     if len(xu) - 2 <= knots:
         warnings.warn(
             f"{knots} knots requested with {len(xu)} unique values: knots set to the interior values", stacklevel=2
@@ -81,40 +88,49 @@ def rcs_knots(x: np.ndarray, knots: int = KNOTS, fraction_tied: float = FRACTION
             f = counts / n
             if f[1:-1].max() < fraction_tied:
                 if f[0] >= fraction_tied:
-                    first = [xx[xx > xx.min()].min()]
+                    first = [xx[xx > xx[0]][0]]
                     xx = xx[xx > first[0]]
                     nke -= 1
                 if f[-1] >= fraction_tied:
-                    last = [xx[xx < xx.max()].max()]
+                    last = [xx[xx < xx[-1]][-1]]
                     xx = xx[xx < last[0]]
                     nke -= 1
         if nke == 1:
-            inner = np.array([np.median(xx)])
+            inner = quantile_sorted(xx, np.array([0.5]))
         else:
             if len(xu) <= nke:
                 inner = xu.copy()
             else:
                 p = np.linspace(0.5, 1 - outer, nke) if nke == 2 else np.linspace(outer, 1 - outer, nke)
-                inner = np.quantile(xx, p)
+                inner = quantile_sorted(xx, p)
                 if len(np.unique(inner)) < min(nke, 3):
-                    inner = np.quantile(xx, np.linspace(outer, 1 - outer, 2 * nke))
+                    inner = quantile_sorted(xx, np.linspace(outer, 1 - outer, 2 * nke))
                     if first and len(np.unique(inner)) < 3:
-                        mid = (first[0] + last[0]) / 2 if last else np.median(xx)
-                        inner = np.sort([first[0], mid, last[0] if last else np.quantile(xx, 1 - outer)])
+                        mid = (first[0] + last[0]) / 2 if last else quantile_sorted(xx, np.array([0.5]))[0]
+                        end = last[0] if last else quantile_sorted(xx, np.array([1 - outer]))[0]
+                        inner = np.sort([first[0], mid, end])
                     if len(np.unique(inner)) < 3:
                         raise CalibrationError("fewer than 3 unique knots")
                     warnings.warn(f"could not obtain {nke} interior knots with the default algorithm", stacklevel=2)
             if len(xx) < 100:
-                xs = np.sort(xx)
                 if not first:
-                    inner[0] = xs[4]
+                    inner[0] = xx[4]
                 if not last:
-                    inner[nke - 1] = xs[-5]
+                    inner[nke - 1] = xx[-5]
         found = np.concatenate([first, inner, last])
     found = np.unique(found)
     if len(found) < 3:
         raise CalibrationError("fewer than 3 unique knots: too few distinct predicted risks for a spline")
     return found
+
+
+def quantile_sorted(values: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """R's type 7 (numpy's default "linear") quantiles of already sorted values: x[j] + g (x[j+1] - x[j]) at
+    h = (n - 1) p, j = floor(h), g = h - j."""
+    h = (len(values) - 1) * np.asarray(probabilities, dtype=float)
+    j = np.floor(h).astype(np.intp)
+    upper = np.minimum(j + 1, len(values) - 1)
+    return values[j] + (h - j) * (values[upper] - values[j])
 
 
 def rcs_basis(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
@@ -207,22 +223,21 @@ class _SplineCox:
 def _fit_spline_cox(cll: np.ndarray, time: np.ndarray, event: np.ndarray) -> _SplineCox:
     knots = rcs_knots(cll)
     z = rcs_basis(cll, knots)
-    coef = fit_coefficients(z, time, event)
-    if not np.all(np.isfinite(coef)):
+    data, order = Survival.sorted(time, event)
+    fit = cox_fast.fit_coefficients(data, z[order])
+    if not np.all(np.isfinite(fit.beta)):
         raise CalibrationError("the calibration model did not converge")
-    _, _, information = efron_information(z, time, event, coef)
     try:
-        covariance = np.linalg.inv(information)
+        covariance = np.linalg.inv(fit.information)
     except np.linalg.LinAlgError as exc:
         raise CalibrationError("the calibration model's information matrix is singular") from exc
-    return _SplineCox(knots, coef, covariance, _efron_baseline(z, time, event, coef))
+    return _SplineCox(knots, fit.beta, covariance, _efron_baseline(z, time, event, fit.beta))
 
 
 def kaplan_meier_risk(time: np.ndarray, event: np.ndarray, horizon: float) -> float:
     """1 - Kaplan-Meier survival at the horizon (right-continuous)."""
-    times, surv = kaplan_meier_estimator(np.asarray(event, dtype=bool), np.asarray(time, dtype=float))
-    k = np.searchsorted(times, horizon, side="right")
-    return float(1.0 - (surv[k - 1] if k > 0 else 1.0))
+    data, _ = Survival.sorted(time, event)
+    return float(1.0 - data.kaplan_meier(np.array([horizon]))[0])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -365,7 +380,7 @@ def smoothed_calibration(
     if not np.all((grid > 0) & (grid < 1)):
         raise CalibrationError("the grid's risks must lie strictly between 0 and 1")
     surv_grid, se = model.survival(cloglog(grid), horizon)
-    z = stats.norm.ppf(0.5 + confidence / 2)
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
     upper_surv = np.minimum(1.0, surv_grid * np.exp(z * se))
     lower_surv = surv_grid * np.exp(-z * se)
     km = kaplan_meier_risk(time, event, horizon)
@@ -399,12 +414,58 @@ def calibration_metrics(
     """ICI, E50, E90 and Emax only (no curve); NaN where the calibration model cannot be estimated."""
     try:
         p, cll, time, event = _inputs(predicted_risk, cumulative_hazard, time, event, horizon)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a bootstrap sample with few distinct predictions: knots fall back
-            observed = 1.0 - _fit_spline_cox(cll, time, event).survival(cll, horizon)[0]
     except CalibrationError:
         return dict.fromkeys(METRICS, math.nan)
-    return _summaries(np.abs(p - observed))
+    data, order = Survival.sorted(time, event)
+    row = metrics_on(data, cll[order][None, :], np.array([horizon]))[0]
+    return {name: float(v) for name, v in zip(BOOTSTRAP_METRICS, row, strict=True) if name in METRICS}
+
+
+def metrics_on(data: Survival, cll: np.ndarray, horizons: np.ndarray, slope: float = 1.0) -> np.ndarray:
+    """:data:`BOOTSTRAP_METRICS` of predictions at several horizons on one data set, the bootstrap's fast path.
+
+    ``cll`` has one row per entry of ``horizons`` (which may repeat: several sets of predictions): the log of each
+    patient's predicted cumulative hazard at that horizon, columns in ``data``'s (time) order. The calibration models
+    of all rows are fitted as one batch (same times and events); the result has one row per row of ``cll``, NaN where
+    the model cannot be estimated (the horizon past the data's follow-up, too few distinct predictions for three knots,
+    no convergence).
+    """
+    horizons = np.asarray(horizons, dtype=float)
+    cll = np.atleast_2d(np.asarray(cll, dtype=float))
+    out = np.full((len(horizons), len(BOOTSTRAP_METRICS)), np.nan)
+    if not data.death.size:
+        return out
+    usable, bases = [], []
+    for h, horizon in enumerate(horizons):
+        if horizon > data.time[-1] or not np.all(np.isfinite(cll[h])):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a bootstrap sample with few distinct predictions: knots fall back
+                z = rcs_basis(cll[h], rcs_knots(cll[h]))
+        except CalibrationError:
+            continue
+        if np.all(np.ptp(z, axis=0) > 0):
+            usable.append(h)
+            bases.append(z)
+    if not usable:
+        return out
+    z = np.stack(bases)
+    km_risk = 1.0 - data.kaplan_meier(horizons)
+    # Start where the calibration slope (1: perfect calibration) puts the linear term: a few Newton steps from the
+    # maximum, which does not depend on the start.
+    fit = cox_fast.fit_efron(data, z, np.array([slope if np.isfinite(slope) else 1.0, 0.0]), information=False)
+    with np.errstate(all="ignore"):
+        for i, h in enumerate(usable):
+            if not np.all(np.isfinite(fit.beta[i])):
+                continue
+            h0 = cox_fast.cumulative_at(data.event_times, fit.efron[i], horizons[h])
+            observed = -np.expm1(-h0 * np.exp(z[i] @ fit.beta[i]))
+            p = -np.expm1(-np.exp(cll[h]))
+            difference = np.sort(np.abs(p - observed))
+            e50, e90 = quantile_sorted(difference, QUANTILES)
+            out[h] = (difference.mean(), e50, e90, difference[-1], km_risk[h] / p.mean())
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -418,13 +479,13 @@ def cox_predictor(x: np.ndarray, time: np.ndarray, event: np.ndarray, horizon: f
     This is how the calculator predicts (``training.fit.breslow_risk_sets``); past the sample's last follow-up it is
     not estimable (NaN).
     """
-    beta = fit_coefficients(x, time, event)
+    data, order = Survival.sorted(time, event)
+    fit = cox_fast.fit_coefficients(data, np.asarray(x, dtype=float)[order])
+    beta = fit.beta
     if not np.all(np.isfinite(beta)):
         return lambda rows: np.full(len(rows), np.nan)
-    risk_sets = breslow_risk_sets(x, time, event, beta)
-    k = np.searchsorted(risk_sets["event_times"], horizon, side="right")
-    h0 = risk_sets["cum_hazard"][k - 1] if k > 0 else 0.0
-    if horizon > time.max():
+    h0 = float(cox_fast.cumulative_at(data.event_times, fit.breslow, horizon))
+    if horizon > data.time[-1]:
         h0 = np.nan
     return lambda rows: h0 * np.exp(np.asarray(rows, dtype=float) @ beta)
 
@@ -456,7 +517,7 @@ def replicates(
 ) -> np.ndarray:
     """Bootstrap replicates, one row each (see :func:`replicate_row`).
 
-    Replicate b resamples ``default_rng(seeds[b]).integers(0, n, n)``, as ``training.validate._replicates``, refits
+    Replicate b resamples ``default_rng(seeds[b]).integers(0, n, n)``, as ``training.bootstrap.replicates``, refits
     with ``fit`` and predicts on the sample and on the original data. Module level so joblib can ship it.
     """
     n = len(time)
@@ -520,6 +581,8 @@ def bootstrap_smoothed_calibration(
     event = np.asarray(event, dtype=bool)
     predict = fit(x, time, event, horizon)
     apparent = calibration_metrics(None, time, event, horizon, cumulative_hazard=predict(x))
+    import joblib  # here, not at the top: bootstrap workers import this module and should start fast
+
     seeds = np.random.SeedSequence([seed, stream]).spawn(replicates_count)
     size = max(1, math.ceil(replicates_count / 40))
     chunks = [seeds[i : i + size] for i in range(0, replicates_count, size)]
