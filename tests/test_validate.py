@@ -318,7 +318,11 @@ def test_card_of_a_validated_model(model_dir):
         assert [r["months"] for r in ep["time_dependent_auc"]] == [12.0, 24.0, 36.0]
         assert all(0.5 < r["auc"] < 1 for r in ep["time_dependent_auc"])
         assert 0 < ep["integrated_brier_score"]["model"] < ep["integrated_brier_score"]["null_km"]
-        assert ep["events_per_parameter"] == pytest.approx(ep["events"] / ep["parameters"], abs=0.01)
+        # A synthetic model is judged at its study's size: resamples of 184, events per parameter of 184 patients.
+        evidence = model.card["data"]["evidence_patients"]
+        assert ep["bootstrap"]["resample_size"] == evidence
+        study_events = round(ep["events"] * evidence / ep["n"])
+        assert ep["events_per_parameter"] == pytest.approx(study_events / ep["parameters"], abs=0.01)
         for row in ep["calibration"]:
             assert len(row["groups"]) == 10 and sum(g["n"] for g in row["groups"]) == ep["n"]
             for g in row["groups"]:

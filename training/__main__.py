@@ -353,7 +353,7 @@ def cmd_ship(args: argparse.Namespace) -> int:
             source={"location": None},
             progress=progress,
         )
-        print(f"validation {block['status']}")
+        print(f"validation {block['status']}" + (": " + "; ".join(block["failures"]) if block["failures"] else ""))
     promote.promote(path, MODEL_ARTIFACTS, report=print)
     print(f"shipped model {version} is current")
     return 0

@@ -84,6 +84,7 @@ class Problem:
     procedure: str = "refit"
     shrinkage: float = 1.0
     horizons: tuple[float, ...] = ()
+    resample_size: int | None = None  # m-out-of-n (a synthetic model judged at its study's size); None: n
 
     def __post_init__(self) -> None:
         if self.procedure not in PROCEDURES:
@@ -196,11 +197,12 @@ def replicates(problem: Problem, seeds: Sequence[np.random.SeedSequence]) -> np.
     Module level so that joblib (loky, Dask) can ship it. A failed rebuild leaves NaN in its record.
     """
     n = len(problem.time)
+    size = problem.resample_size or n
     out = empty(len(seeds), problem.horizons)
     original = _Data(problem.x, problem.time, problem.event)
     with np.errstate(all="ignore"):
         for i, seed in enumerate(seeds):
-            idx = np.random.default_rng(seed).integers(0, n, size=n)
+            idx = np.random.default_rng(seed).integers(0, n, size=size)
             multiplicity = np.bincount(idx, minlength=n)[original.order]  # in time order
             if not original.survival.event[multiplicity > 0].any():
                 continue
