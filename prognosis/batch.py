@@ -4,7 +4,7 @@ interval at each landmark — every number the single-patient ``prognosis.scorin
 Numpy only (a pandas DataFrame works as the input mapping; ``calculator.score_cli`` reads files into one). Rows are
 validated column by column over their distinct values; identical patients are scored once (a registry has at most
 a few thousand distinct combinations of the inputs) with the very code ``predict`` uses
-(``prognosis.scoring.score_endpoint``), and the results spread back to the rows. A row that cannot be scored gets
+(``prognosis.scoring.score``), and the results spread back to the rows. A row that cannot be scored gets
 its reason in ``error`` and nulls (NaN) elsewhere; the other rows are unaffected.
 """
 
@@ -18,8 +18,8 @@ import numpy as np
 
 from prognosis import covariates
 from prognosis.model import Model
-from prognosis.prepared import prepared
-from prognosis.scoring import check_condition, score_endpoint
+from prognosis.prepared import Prepared, prepared
+from prognosis.scoring import check_condition, score
 
 ERROR = "error"
 MISSING_REQUIRED = "missing (required)"
@@ -135,11 +135,11 @@ def score_patients(
     out_names = column_names(horizons)
     table = np.full((len(distinct), len(out_names)), np.nan)
     todo = [j for j in range(len(distinct)) if distinct[j] >= 0]
-    preps = {endpoint: prepared(model.endpoints[endpoint]) for endpoint in covariates.ENDPOINTS}
+    prep = prepared(model)
     for done, j in enumerate(todo, start=1):
         row = first[j]
         patient = {name: levels[name][row] for name in names}
-        table[j] = _patient_row(preps, patient, horizons, months)
+        table[j] = _patient_row(prep, patient, horizons, months)
         if progress is not None:
             progress(done, len(todo))
     values = table[inverse]
@@ -149,16 +149,18 @@ def score_patients(
 
 
 def _patient_row(
-    preps: dict, patient: dict[str, str | None], horizons: list[float], months: float | None
+    prep: Prepared, patient: dict[str, str | None], horizons: list[float], months: float | None
 ) -> np.ndarray:
     """One patient's numbers in ``column_names`` order (NaN: null)."""
+    res = score(prep, patient, horizons, months)
+    landmarks = res.read(res.reads)
+    medians = res.median_months()
     out: list[float] = []
-    for endpoint in covariates.ENDPOINTS:
-        res = score_endpoint(preps[endpoint], patient, horizons, months)
-        landmarks = res.read(horizons)
-        medians = res.median_months()
+    for e in range(len(prep.endpoints)):
         for o in range(len(covariates.OPTIONS)):
-            for lm in landmarks[o]:
+            for lm in landmarks[e][o]:
                 out += [np.nan if lm[k] is None else lm[k] for k in ("survival", "ci_lower", "ci_upper")]
-            out += [np.nan if medians[o][k] is None else medians[o][k] for k in ("estimate", "ci_lower", "ci_upper")]
+            out += [
+                np.nan if medians[e][o][k] is None else medians[e][o][k] for k in ("estimate", "ci_lower", "ci_upper")
+            ]
     return np.array(out)

@@ -18,35 +18,37 @@ mean survival time) get delta-method intervals that keep the correlation through
 coefficients. Conditional on s months already survived without the event, curves are S(t)/S(s) with the
 covariance of S(t) and S(s) kept (``conditional_on_months``).
 
-This module writes the response; ``prognosis.mixture`` computes a patient's curves at the event times the answer
-needs (every number equal to the full computation, tests/scoring_oracle.py), from per-model constants
-(``prognosis.prepared``; ``prepare(model)`` computes them at load).
+This module writes the response. The numbers come from the patient's mixture evaluated, every option at once, only
+at the event times the answer needs (``prognosis.mixture``): the model's grid, the times read and where the medians
+can be (``prognosis.medians``), RMST from per-model tables (``prognosis.rmst``); per-model constants are computed at
+load (``prepare(model)``, ``prognosis.prepared``). Every number equals the full computation (tests/scoring_oracle.py).
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from prognosis import covariates, mixture, notices
+from prognosis import covariates, medians, mixture, notices, rmst
 from prognosis.model import Model
 from prognosis.normal import Z_95
 from prognosis.prepared import Prepared, prepare, prepared
 
-__all__ = ["condition_text", "check_condition", "predict", "prepare", "score_endpoint", "validate_patient"]
+__all__ = ["condition_text", "check_condition", "predict", "prepare", "score", "validate_patient"]
 
 # Returned curves keep, among the event times scoring evaluates (the model's grid, ``prognosis.prepared``, plus the
 # landmarks and the median), the first step in each 1-month interval and in each 0.01 band of survival (plus the
 # last); the values at the kept times are exact. That bounds a curve to about 250 points, a response to tens of KB.
 THIN_SURVIVAL_STEP = 0.01
-THIN_MONTHS_STEP = 1.0
 # Below this many training patients of the patient's grade treated with an option (at the evidence's scale for a
 # synthetic model), the response warns that the option's estimates rest on few similar patients (docs/methods.md).
 FEW_SIMILAR_PATIENTS = 10
 # Counts below this are never shown exactly ("fewer than 5"), so that no small group of patients is disclosed.
 SMALLEST_SHOWN = 5
+N_OPTIONS = len(covariates.OPTIONS)
 
 
 def patients_text(count: int) -> str:
@@ -104,14 +106,9 @@ def check_condition(model: Model, conditional_on_months: float | None) -> float 
     return s if s > 0 else None
 
 
-def _at(times: np.ndarray, t: float) -> int | None:
-    """Index of the last event time <= t (-1 before the first); None past the last event time (not estimable)."""
-    if t > times[-1]:
-        return None
-    return int(np.searchsorted(times, t, side="right")) - 1
-
-
-def _cis(estimate: np.ndarray, var: np.ndarray, lo: float, hi: float) -> tuple[list, list, list]:
+def _cis(
+    estimate: np.ndarray, var: np.ndarray, lo: float | np.ndarray, hi: float | np.ndarray
+) -> tuple[list, list, list]:
     """Delta-method 95% intervals estimate -+ z se, clipped to [lo, hi], as lists."""
     half = Z_95 * np.sqrt(np.maximum(var, 0.0))
     return estimate.tolist(), np.maximum(lo, estimate - half).tolist(), np.minimum(hi, estimate + half).tolist()
@@ -122,261 +119,286 @@ def _none_ci() -> dict:
 
 
 @dataclass(frozen=True, eq=False)
-class EndpointResult:
-    """One endpoint's prediction before it is written out, for s = ``months`` already survived (None:
-    unconditional): the (conditional) ``curve`` on the model's grid (on every event time when ``full``), ``reads``
-    at the times read and s (``curve`` itself when full), the curve at medians evaluated beyond those (``points``),
-    the conditioning base and the medians' event indices (options, 3: estimate, lower, upper; -1 never)."""
+class Reads:
+    """Times read off the curves, per endpoint (endpoints, times): their event ``idx``, their positions ``pos``
+    among the evaluated points, which are ``given`` (not past the endpoint's last event time, and after s when
+    conditional) and which read S = 1 (``one``: before the first event time after s)."""
+
+    months: list[float]
+    idx: np.ndarray
+    pos: np.ndarray
+    given: np.ndarray
+    one: np.ndarray
+
+    def take(self, part: slice) -> Reads:
+        return Reads(self.months[part], self.idx[:, part], self.pos[:, part], self.given[:, part], self.one[:, part])
+
+
+@dataclass(frozen=True, eq=False)
+class Scored:
+    """A patient's prediction for every endpoint before it is written out, for s = ``months`` already survived
+    (None: unconditional): the (conditional) curves at every event time evaluated (``points``: the grid, the times
+    read and where the medians can be), the conditioning ``base``, the medians' event indices ``medians``
+    (3: estimate, lower, upper; endpoints; options; -1 never) and where the times asked for are read (``reads``)."""
 
     prep: Prepared
     mix: mixture.Mixture
-    curve: mixture.Curve
-    reads: mixture.Curve
-    points: mixture.Curve | None
+    grid: mixture.Curve
+    points: mixture.Points
     base: mixture.Base
     medians: np.ndarray
     months: float | None
+    reads: Reads
 
-    def positions(self, ts: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For times ``ts``: their event indices, their positions in ``reads``, and which are given (not past the
-        last event time, and after s when conditional). An index <= s's reads S = 1."""
-        t = np.asarray(ts, dtype=float)
-        times = self.prep.times
-        idx = np.searchsorted(times, t, side="right") - 1
-        given = t <= times[-1]
-        if self.months is not None:
-            given &= t > self.months
-        have = self.reads.values.idx
-        return idx, np.minimum(np.searchsorted(have, idx), len(have) - 1), given
-
-    def read(self, ts: Sequence[float]) -> list[list[dict]]:
-        """Per option, the (conditional) step function and its interval at each time in ``ts``, exactly: null past
-        the last event time or, conditional on s, at t <= s; 1 before the first event time after s."""
-        idx, pos, given = self.positions(ts)
-        one = idx <= self.base.index
-        c = self.reads
-        values = [np.where(one, 1.0, arr[:, pos]).tolist() for arr in (c.estimate, c.lower, c.upper)]
-        ok = given.tolist()
+    def read(self, at: Reads) -> list[list[list[dict]]]:
+        """Per endpoint and option, the (conditional) step function and its interval at each time read, exactly: null
+        past the last event time or, conditional on s, at t <= s; 1 before the first event time after s."""
+        rows = np.arange(len(at.pos))[:, None, None]
+        bands = self.points.bands[:, rows, np.arange(N_OPTIONS)[:, None], at.pos[:, None, :]]
+        est, low, up = np.where(at.one[:, None, :], 1.0, bands).tolist()
+        ok = at.given.tolist()
         return [
             [
-                {"months": float(t), "survival": est, "ci_lower": low, "ci_upper": up}
-                if g
-                else {"months": float(t), "survival": None, "ci_lower": None, "ci_upper": None}
-                for t, g, est, low, up in zip(ts, ok, values[0][o], values[1][o], values[2][o], strict=True)
+                [
+                    {"months": t, "survival": x, "ci_lower": lo, "ci_upper": u}
+                    if g
+                    else {"months": t, "survival": None, "ci_lower": None, "ci_upper": None}
+                    for t, g, x, lo, u in zip(at.months, ok[e], est[e][o], low[e][o], up[e][o], strict=True)
+                ]
+                for o in range(N_OPTIONS)
             ]
-            for o in range(len(covariates.OPTIONS))
+            for e in range(len(ok))
         ]
 
-    def median_months(self) -> list[dict]:
-        """Per option: the median and its interval in months (None: the curve never gets to 0.5)."""
-        times = np.append(self.prep.times, np.nan)
-        months = times[self.medians].tolist()  # index -1 reads the appended NaN
+    def median_months(self) -> list[list[dict]]:
+        """Per endpoint and option: the median and its interval in months (None: the curve never gets to 0.5)."""
+        rows = np.arange(len(self.prep.endpoints))[:, None]
+        found = np.where(self.medians >= 0, self.prep.times[rows, self.medians], np.nan)
         return [
-            {k: (None if v != v else v) for k, v in zip(("estimate", "ci_lower", "ci_upper"), row, strict=True)}
-            for row in months
+            [
+                {k: (None if v != v else v) for k, v in zip(("estimate", "ci_lower", "ci_upper"), row, strict=True)}
+                for row in rows_e
+            ]
+            for rows_e in found.transpose(1, 2, 0).tolist()
         ]
 
 
-def score_endpoint(
+def score(
     prep: Prepared, patient: dict[str, str | None], read_at: Sequence[float] = (), months: float | None = None
-) -> EndpointResult:
-    """The patient's curves for one endpoint at the event times the answer needs, conditional on ``months`` already
-    survived without the event (None: unconditional), with medians.
-
-    With few patterns of the unknowns (``prognosis.mixture.FULL_EVALUATION_PATTERNS``) every event time is
-    evaluated; otherwise the model's grid, the times in ``read_at`` (landmarks, table times) and s, and whatever
-    gaps of the grid the medians need (``prognosis.mixture.first_crossings``).
-    """
+) -> Scored:
+    """The patient's curves for every endpoint at the event times the answer needs, conditional on ``months`` already
+    survived without the event (None: unconditional), with medians: the model's grid, the times in ``read_at``
+    (landmarks, table times) and the event times where a median can be (``prognosis.medians``)."""
     mix = mixture.mixture(prep, patient)
-    times = prep.times
-    base_index = int(np.searchsorted(times, months, side="right")) - 1 if months is not None else -1
-    if mix.full:
-        values = mixture.evaluate(mix, prep.every)
-        base = mixture.Base.at(prep, values, base_index)
-        curve = mixture.curve(prep, values, base)
-        medians = mixture.first_at_or_below(curve, base_index)
-        return EndpointResult(prep, mix, curve, curve, None, base, medians, months)
-    t = np.asarray(read_at, dtype=float)
-    wanted = np.searchsorted(times, t[t <= times[-1]], side="right") - 1
-    # The first event time too, so that there is always something read (horizons may all be before it or past the end).
-    wanted = np.unique(np.append(wanted, [base_index, 0]))
-    wanted = wanted[wanted >= 0]
-    read_values = mixture.evaluate(mix, wanted)
-    base = mixture.Base.at(prep, read_values, base_index)
-    reads = mixture.curve(prep, read_values, base)
-    curve = mixture.curve(prep, mixture.evaluate(mix, prep.grid), base)
-    medians, more = mixture.first_crossings(mix, curve, base, reads)
-    points = None
-    if more is not None:
-        # The medians' own event times, so that the returned curve can show them.
-        found = np.intersect1d(medians[:, 0], more.values.idx)
-        if found.size:
-            points = more.take(np.searchsorted(more.values.idx, found))
-    return EndpointResult(prep, mix, curve, reads, points, base, medians, months)
+    index = None
+    if months is not None:
+        index = np.array([np.searchsorted(ep.times, months, side="right") - 1 for ep in prep.endpoints])
+    base = mixture.base_at(mix, index)
+    grid = mixture.curve(mix, mixture.evaluate(mix), base)
+    # The times read, per endpoint: the step in force at each (-1 before the first event time), whether given.
+    read_months = [float(t) for t in read_at]
+    t = np.asarray(read_months, dtype=float)
+    reads = np.stack([np.searchsorted(ep.times, t, side="right") for ep in prep.endpoints]) - 1
+    given = t <= np.array([ep.last_time for ep in prep.endpoints])[:, None]
+    if months is not None:
+        given &= t > months
+    # Those off the grid are evaluated beside the event times where a median can be (each once).
+    off = given & (reads > base.after) & ~prep.on_grid.ravel()[reads + prep.offsets]
+    extra = np.sort(np.concatenate([medians.gap_points(mix, grid, base), np.where(off, reads, prep.sentinel)], axis=1))
+    extra[:, 1:][extra[:, 1:] == extra[:, :-1]] = prep.sentinel
+    curves = [grid]
+    if (extra < prep.sentinel).any():
+        curves.append(mixture.curve(mix, mixture.evaluate(mix, extra), base))
+    points = mixture.points(*curves)
+    found = medians.first_at_or_below(points.idx, points.bands, base.after)
+    # Each time's position among the points: one search over every endpoint's (offset to sort after the previous).
+    idx, n = points.idx, points.idx.shape[1]
+    pos = np.minimum(
+        np.searchsorted((idx + prep.offsets).ravel(), reads + prep.offsets) - prep.offsets // (prep.sentinel + 1) * n,
+        n - 1,
+    )
+    at = Reads(read_months, reads, pos, given, reads <= base.after)
+    return Scored(prep, mix, grid, points, base, found, months, at)
 
 
-def _member(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """Which of ``values`` are in the (small) array ``wanted``."""
-    if not len(wanted):
-        return np.zeros(len(values), dtype=bool)
-    w = np.sort(wanted)
-    return w[np.minimum(np.searchsorted(w, values), len(w) - 1)] == values
-
-
-def _returned_curves(res: EndpointResult, keep: np.ndarray) -> list[dict]:
-    """Per option, its curve as returned: thinned from the evaluated grid points, the landmarks' event indices
-    ``keep`` and the medians to the first step in each (1-month interval, 0.01 band of survival), the last step,
-    ``keep`` and the option's median; values at the returned times are exact. Conditional on s, the curve starts at
-    s with S = 1."""
-    prep = res.prep
-    medians = res.medians[:, 0]
-    after = res.base.index
-    if res.mix.full:
-        chosen = prep.on_grid.copy()
-        chosen[keep] = True
-        chosen[medians[medians >= 0]] = True
-        if after >= 0:
-            chosen[: after + 1] = False
-        pos = np.flatnonzero(chosen)
-        c = res.curve
-        at_idx, est, low, up = pos, c.estimate[:, pos], c.lower[:, pos], c.upper[:, pos]
-    else:
-        parts = [
-            (res.curve, res.curve.values.idx > after),
-            (res.reads, _member(res.reads.values.idx, keep) & ~prep.on_grid[res.reads.values.idx]),
-        ]
-        if res.points is not None:
-            parts.append((res.points, ~prep.on_grid[res.points.values.idx]))
-        cat = [
-            np.concatenate([getattr(c, k)[..., mask] for c, mask in parts], axis=-1)
-            for k in ("estimate", "lower", "upper")
-        ]
-        all_idx = np.concatenate([c.values.idx[mask] for c, mask in parts])
-        # A median that is also a landmark appears twice; keep one.
-        all_idx, first = np.unique(all_idx, return_index=True)
-        at_idx, est, low, up = all_idx, cat[0][:, first], cat[1][:, first], cat[2][:, first]
-    times = prep.times[at_idx]
-    month = np.floor(times / THIN_MONTHS_STEP)
-    level = np.floor((1.0 - est) / THIN_SURVIVAL_STEP)
-    change = np.ones(est.shape, dtype=bool)
-    change[:, 1:] = (month[1:] != month[:-1]) | (level[:, 1:] != level[:, :-1])
-    change[:, -1:] = True
-    change |= _member(at_idx, keep)
-    change |= at_idx == medians[:, None]
+def _returned_curves(res: Scored, keep: np.ndarray) -> list[list[dict]]:
+    """Per endpoint and option, its curve as returned: of the grid points after s, the first in each 1-month interval
+    and in each 0.01 band of survival, and the last; and the steps in force at the landmarks ``keep`` (endpoints, h;
+    -1 none) and at the option's median. Values at the returned times are exact. Conditional on s, the curve starts
+    at s with S = 1."""
+    prep, grid = res.prep, res.grid
+    endpoints = len(prep.endpoints)
+    level = np.floor((1.0 - grid.bands[0]) / THIN_SURVIVAL_STEP)
+    kept = np.empty(level.shape, dtype=bool)
+    kept[..., 0] = True
+    np.not_equal(level[..., 1:], level[..., :-1], out=kept[..., 1:])
+    kept |= prep.grid_kept
+    kept &= prep.grid_valid
+    if res.base.index is not None:
+        after = prep.grid > res.base.after
+        kept &= after[:, None, :]
+        rows = np.flatnonzero(after.any(axis=1))
+        kept[rows, :, after[rows].argmax(axis=1)] = True  # the first grid point after s
+    # The steps at the landmarks and at the option's own median: marked on the grid, or read off the other points.
+    forced = np.concatenate(
+        [np.broadcast_to(keep[:, None, :], (*level.shape[:2], keep.shape[1])), res.medians[0][..., None]], axis=2
+    )
+    position = prep.grid_pos.ravel()[np.maximum(forced, 0) + prep.offsets[:, :, None]]
+    on = np.nonzero((forced >= 0) & (position >= 0))
+    kept[on[0], on[1], position[on]] = True
+    off_e, off_o, off_j = np.nonzero((forced >= 0) & (position < 0))
+    index = forced[off_e, off_o, off_j]
+    n = res.points.idx.shape[1]
+    at = np.searchsorted((res.points.idx + prep.offsets).ravel(), index + prep.offsets[off_e, 0]) - off_e * n
+    extra_times = prep.times[off_e, index].tolist()
+    extra = res.points.bands.reshape(3, -1)[:, at + (off_e * N_OPTIONS + off_o) * n].round(6).tolist()
+    # Every curve's kept grid points in one pass (endpoint, option, point order), then split by curve.
+    kept_times = np.broadcast_to(prep.grid_times[:, None, :], kept.shape)[kept].tolist()
+    survival, lower, upper = grid.bands[:, kept].round(6).tolist()
+    ends = np.cumsum(kept.sum(axis=2)).tolist()
     start = [res.months if res.months is not None else 0.0]
-    rounded = (est.round(6), low.round(6), up.round(6))
-    out = []
-    for o in range(len(covariates.OPTIONS)):
-        kept = change[o]
-        out.append(
-            {
-                "times_months": start + times[kept].tolist(),
-                **{
-                    key: [1.0] + arr[o, kept].tolist()
-                    for key, arr in zip(("survival", "ci_lower", "ci_upper"), rounded, strict=True)
-                },
-            }
-        )
+    out, lo = [], 0
+    for e in range(endpoints):
+        row = []
+        for hi in ends[e * N_OPTIONS : (e + 1) * N_OPTIONS]:
+            row.append(
+                {
+                    "times_months": start + kept_times[lo:hi],
+                    "survival": [1.0] + survival[lo:hi],
+                    "ci_lower": [1.0] + lower[lo:hi],
+                    "ci_upper": [1.0] + upper[lo:hi],
+                }
+            )
+            lo = hi
+        out.append(row)
+    for k, (e, o) in enumerate(zip(off_e.tolist(), off_o.tolist(), strict=True)):
+        curve, t = out[e][o], extra_times[k]
+        i = bisect.bisect_left(curve["times_months"], t, 1)
+        if i < len(curve["times_months"]) and curve["times_months"][i] == t:
+            continue  # a landmark's step that is also the median
+        for key, value in zip(_CURVE_KEYS, (t, extra[0][k], extra[1][k], extra[2][k]), strict=True):
+            curve[key].insert(i, value)
     return out
 
 
-def _endpoint(
-    prep: Prepared,
-    patient: dict,
-    horizons: Sequence[float],
-    table_months: Sequence[float] = (),
-    months: float | None = None,
-) -> tuple[dict, list[dict]]:
-    res = score_endpoint(prep, patient, [*horizons, *table_months], months)
-    tau = max((h for h in horizons if h <= prep.last_time), default=None) if months is None else None
-    rmst_out: list[dict] = [{"horizon_months": None, **_none_ci()} for _ in covariates.OPTIONS]
-    rmst = mixture.rmst(res.mix, tau) if tau is not None else None
-    if rmst is not None:
-        est, low, up = _cis(rmst.estimate, rmst.variances(prep), 0.0, tau)  # type: ignore[arg-type]
-        rmst_out = [
-            {"horizon_months": tau, "estimate": e, "ci_lower": lo, "ci_upper": u}
-            for e, lo, u in zip(est, low, up, strict=True)
-        ]
-    h_idx, _, h_given = res.positions(horizons)
-    keep = h_idx[h_given & (h_idx > res.base.index)]
-    curves = _returned_curves(res, keep)
-    medians = res.median_months()
-    landmarks = res.read(horizons)
-    tables = res.read(table_months) if table_months else None
-    options = {}
-    for o, option in enumerate(covariates.OPTIONS):
-        options[option] = {
-            **curves[o],
-            "median_months": medians[o],
-            "landmarks": landmarks[o],
-            "rmst": rmst_out[o],
-            **({"table": tables[o]} if tables is not None else {}),
-        }
-    return options, _contrasts(res, rmst, horizons)
+_CURVE_KEYS = ("times_months", "survival", "ci_lower", "ci_upper")
 
 
-def _contrasts(res: EndpointResult, rmst: mixture.Rmst | None, horizons: Sequence[float]) -> list[dict]:
-    """Each comparison a - b: survival differences at the horizons and the RMST difference, with delta-method 95%
-    intervals that keep the correlation through the shared baseline and coefficients (and, conditional on s,
-    through S(s)); see :func:`differences`."""
-    index = {option: o for o, option in enumerate(covariates.OPTIONS)}
-    a = np.array([index[x] for x, _ in covariates.COMPARISONS], dtype=np.intp)
-    b = np.array([index[y] for _, y in covariates.COMPARISONS], dtype=np.intp)
-    h_idx, h_pos, given = res.positions(horizons)
-    one = h_idx <= res.base.index
-    est, var = differences(res, a, b, h_pos, h_idx)
-    est_l, low_l, up_l = _cis(np.where(one, 0.0, est), np.where(one, 0.0, var), -1.0, 1.0)
-    rmst_diffs = [{"horizon_months": None, **_none_ci()} for _ in covariates.COMPARISONS]
-    if rmst is not None:
-        r_est, r_low, r_up = _cis(
-            rmst.estimate[a] - rmst.estimate[b], rmst.difference_variances(res.prep, a, b), -rmst.tau, rmst.tau
-        )
-        rmst_diffs = [
-            {"horizon_months": rmst.tau, "estimate": e, "ci_lower": lo, "ci_upper": u}
-            for e, lo, u in zip(r_est, r_low, r_up, strict=True)
-        ]
-    out = []
-    for c, (x, y) in enumerate(covariates.COMPARISONS):
-        diffs = [
-            {"months": float(h), "estimate": e, "ci_lower": lo, "ci_upper": u}
-            if ok
-            else {"months": float(h), **_none_ci()}
-            for h, ok, e, lo, u in zip(horizons, given.tolist(), est_l[c], low_l[c], up_l[c], strict=True)
-        ]
-        out.append(
-            {
-                "comparison": f"{x} vs {y}",
-                "a": x,
-                "b": y,
-                "survival_difference": diffs,
-                "rmst_difference": rmst_diffs[c],
-            }
-        )
-    return out
+# Each comparison a - b as option index arrays.
+_A = np.array([covariates.OPTIONS.index(x) for x, _ in covariates.COMPARISONS], dtype=np.intp)
+_B = np.array([covariates.OPTIONS.index(y) for _, y in covariates.COMPARISONS], dtype=np.intp)
 
 
-def differences(
-    res: EndpointResult, a: np.ndarray, b: np.ndarray, pos: np.ndarray, idx: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """C_a(t|s) - C_b(t|s) for option pairs (a, b) at curve positions ``pos`` (event indices ``idx``, after s) and
-    its delta-method variance: (pairs, len(pos)) each.
+def differences(res: Scored, a: np.ndarray, b: np.ndarray, at: Reads) -> tuple[np.ndarray, np.ndarray]:
+    """C_a(t|s) - C_b(t|s) for option pairs (a, b) at the times read ``at`` (after s) and its delta-method variance:
+    (endpoints, pairs, times) each.
 
     With C = S(t)/S(s) and M = -log S̄, d(C_a - C_b) = -C_a d(M_a(t) - M_a(s)) + C_b d(M_b(t) - M_b(s)): on the
     baseline increments up to s the coefficient is -(C_a (r_a(t) - r_a(s)) - C_b (r_b(t) - r_b(s))), on those in
     (s, t] -(C_a r_a(t) - C_b r_b(t)); on beta -(C_a (q̄_a(t) - q̄_a(s)) - C_b (q̄_b(t) - q̄_b(s))). Unconditional,
     every term at s is zero.
     """
-    prep, base, c = res.prep, res.base, res.reads
-    est = c.estimate[:, pos]
-    r = c.values.r_eff[:, pos]
-    q = c.values.q(prep, pos) - base.q[:, None, :]
-    vc = prep.vc[np.maximum(idx, 0)]
-    ca, cb = est[a], est[b]
-    baseline = (ca * (r[a] - base.r_eff[a, None]) - cb * (r[b] - base.r_eff[b, None])) ** 2 * base.vc + (
-        ca * r[a] - cb * r[b]
-    ) ** 2 * (vc - base.vc)
-    grad = ca[..., None] * q[a] - cb[..., None] * q[b]
-    return ca - cb, baseline + ((grad @ prep.cov) * grad).sum(axis=-1)
+    prep, base, pts = res.prep, res.base, res.points
+    rows = np.arange(len(at.pos))[:, None]
+    idx = pts.idx[rows, at.pos]  # (endpoints, h)
+    est = pts.bands[0][rows[:, :, None], np.arange(N_OPTIONS)[:, None], at.pos[:, None, :]]
+    r, y = pts.at(at.pos)
+    h, vc, _ = prep.rows(idx)
+    xc = prep.columns_at(prep.xc_t, idx).transpose(0, 2, 1)[:, None]  # (endpoints, 1, h, p)
+    q = (y.transpose(0, 1, 3, 2) @ res.mix.comb.basis) * h[..., None] - r[..., None] * xc - base.q[:, :, None, :]
+    ca, cb = est[:, a], est[:, b]
+    r_s, vc_s = base.r_eff[..., None], base.vc
+    baseline = (ca * (r[:, a] - r_s[:, a]) - cb * (r[:, b] - r_s[:, b])) ** 2 * vc_s + (
+        ca * r[:, a] - cb * r[:, b]
+    ) ** 2 * (vc - vc_s)
+    grad = ca[..., None] * q[:, a] - cb[..., None] * q[:, b]
+    return ca - cb, baseline + ((grad @ prep.cov[:, None]) * grad).sum(axis=-1)
+
+
+def _contrasts(res: Scored, at: Reads, rmst_diff: list[list[dict]]) -> list[list[dict]]:
+    """Per endpoint, each comparison a - b: survival differences at the horizons ``at`` and the RMST difference
+    ``rmst_diff`` (per endpoint and comparison, written), with delta-method 95% intervals that keep the correlation
+    through the shared baseline and coefficients (and, conditional on s, through S(s)); see :func:`differences`."""
+    est, var = differences(res, _A, _B, at)
+    one = at.one[:, None, :]
+    est_l, low_l, up_l = _cis(np.where(one, 0.0, est), np.where(one, 0.0, var), -1.0, 1.0)
+    ok = at.given.tolist()
+    return [
+        [
+            {
+                "comparison": f"{x} vs {y}",
+                "a": x,
+                "b": y,
+                "survival_difference": [
+                    {"months": h, "estimate": d, "ci_lower": lo, "ci_upper": u} if g else {"months": h, **_none_ci()}
+                    for h, g, d, lo, u in zip(at.months, ok[e], est_l[e][c], low_l[e][c], up_l[e][c], strict=True)
+                ],
+                "rmst_difference": rmst_diff[e][c],
+            }
+            for c, (x, y) in enumerate(covariates.COMPARISONS)
+        ]
+        for e in range(len(ok))
+    ]
+
+
+def _rmst_out(found: rmst.Rmst | None, cov: np.ndarray, endpoints: int) -> tuple[list, list]:
+    """Per endpoint, each option's RMST and each comparison's RMST difference with their 95% intervals, written
+    (null where not given: conditional, or every horizon past the endpoint's follow-up)."""
+    if found is None:
+        return (
+            [[{"horizon_months": None, **_none_ci()} for _ in covariates.OPTIONS] for _ in range(endpoints)],
+            [[{"horizon_months": None, **_none_ci()} for _ in covariates.COMPARISONS] for _ in range(endpoints)],
+        )
+    own_var, diff_var = found.variances(cov, _A, _B)
+    tau = found.tau[:, None]
+    est, low, up = _cis(found.estimate, own_var, 0.0, tau)
+    d_est, d_low, d_up = _cis(found.estimate[:, _A] - found.estimate[:, _B], diff_var, -tau, tau)
+    taus = [None if t != t else t for t in found.tau.tolist()]
+
+    def written(tau_e: float | None, *values: list) -> list[dict]:
+        if tau_e is None:
+            return [{"horizon_months": None, **_none_ci()} for _ in values[0]]
+        return [
+            {"horizon_months": tau_e, "estimate": x, "ci_lower": lo, "ci_upper": u}
+            for x, lo, u in zip(*values, strict=True)
+        ]
+
+    return (
+        [written(t, est[e], low[e], up[e]) for e, t in enumerate(taus)],
+        [written(t, d_est[e], d_low[e], d_up[e]) for e, t in enumerate(taus)],
+    )
+
+
+def _endpoints(
+    prep: Prepared, patient: dict, horizons: Sequence[float], table_months: Sequence[float], months: float | None
+) -> tuple[list[dict], list[list[dict]]]:
+    """Per endpoint, the options' predictions and the contrasts."""
+    res = score(prep, patient, [*horizons, *table_months], months)
+    landmarks_at = res.reads.take(slice(0, len(horizons)))
+    found = None
+    if months is None:
+        tau = [max((h for h in landmarks_at.months if h <= ep.last_time), default=None) for ep in prep.endpoints]
+        found = rmst.rmst(res.mix, tau) if any(t is not None for t in tau) else None
+    rmst_own, rmst_diff = _rmst_out(found, prep.cov, len(prep.endpoints))
+    keep = np.where(landmarks_at.given & ~landmarks_at.one, landmarks_at.idx, -1)
+    curves = _returned_curves(res, keep)
+    medians_out = res.median_months()
+    landmarks = res.read(landmarks_at)
+    table = res.read(res.reads.take(slice(len(horizons), None))) if table_months else None
+    predictions = [
+        {
+            option: {
+                **curves[e][o],
+                "median_months": medians_out[e][o],
+                "landmarks": landmarks[e][o],
+                "rmst": rmst_own[e][o],
+                **({"table": table[e][o]} if table is not None else {}),
+            }
+            for o, option in enumerate(covariates.OPTIONS)
+        }
+        for e in range(len(prep.endpoints))
+    ]
+    return predictions, _contrasts(res, landmarks_at, rmst_diff)
 
 
 def predict(
@@ -400,20 +422,20 @@ def predict(
     months = check_condition(model, conditional_on_months)
     grade = clean[covariates.MODALITY_WITHIN.name]
     assert grade is not None, "MODALITY_WITHIN is required"
-    predictions: dict[str, dict] = {}
-    contrasts: dict[str, list[dict]] = {}
+    prep = prepared(model)
+    per_endpoint, per_contrast = _endpoints(prep, clean, horizons, table_months, months)
+    predictions = dict(zip(covariates.ENDPOINTS, per_endpoint, strict=True))
+    contrasts = dict(zip(covariates.ENDPOINTS, per_contrast, strict=True))
     similar: dict[str, int] = {}
     warnings = []
-    for endpoint, spec in covariates.ENDPOINTS.items():
-        prep = prepared(model.endpoints[endpoint])
-        predictions[endpoint], contrasts[endpoint] = _endpoint(prep, clean, horizons, table_months, months)
+    for ep, spec in zip(prep.endpoints, covariates.ENDPOINTS.values(), strict=True):
         for option in covariates.OPTIONS:
-            count = prep.cohort.grade_modality[grade][option]  # type: ignore[attr-defined]
+            count = ep.cohort.grade_modality[grade][option]  # type: ignore[attr-defined]
             similar[option] = min(similar.get(option, count), count)
-        late = [h for h in horizons if h > prep.last_time]
+        late = [h for h in horizons if h > ep.last_time]
         if late:
             warnings.append(
-                f"{spec.label}: not estimable beyond {prep.last_time:.1f} months (the last "
+                f"{spec.label}: not estimable beyond {ep.last_time:.1f} months (the last "
                 f"observed {spec.event_label}); no value is given at " + ", ".join(f"{h:g}" for h in late) + " months."
             )
     in_model = next(iter(model.endpoints.values())).cohort.unknowns.names

@@ -18,6 +18,7 @@ import numpy as np
 
 from prognosis import covariates
 from prognosis.model import ChainLink, Cohort, EndpointModel, Model, RiskSets, UnknownsModel
+from prognosis.prepared import prepare
 
 # The folder the calculator serves from by default, and the link in it naming the served version.
 MODEL_ARTIFACTS = Path(__file__).resolve().parent.parent / "model_artifacts"
@@ -180,7 +181,8 @@ _cache: dict[Path, Model] = {}
 
 
 def cached_model(directory: str | Path) -> Model:
-    """The model for ``directory``, loaded once per process and version (one version per directory in memory).
+    """The model for ``directory``, loaded once per process and version (one version per directory in memory), with
+    scoring's per-model constants computed as it loads (``prognosis.prepared.prepare``).
 
     The key is the resolved directory and its manifest's digest (one small file read per call): a ``current`` link
     switched by ``promote``, or a version whose card was re-validated in place, is picked up by the next call,
@@ -197,5 +199,9 @@ def cached_model(directory: str | Path) -> Model:
             model = load_model(target)
             if model.sha256 != digest:
                 raise ModelLoadError(f"{target} changed while it was being loaded; try again")
+            try:
+                prepare(model)  # scoring's per-model constants now, not on the first predictions
+            except ValueError as exc:
+                raise ModelLoadError(f"{target}: cannot be scored: {exc}") from exc
             _cache[target] = model
         return model
