@@ -42,8 +42,15 @@ def run(report_lines: list[str]) -> None:
         model_dir, model_note = model_for_benchmarks(Path(tmp))
         stamp = run_stamp()
         # Logging at WARNING: tens of thousands of access records would only slow the run down.
-        app = create_app({"TESTING": True, "MODEL_DIR": model_dir, "WTF_CSRF_ENABLED": False,
-                          "RATE_LIMIT_PER_MINUTE": 0, "LOG_LEVEL": "WARNING"})
+        app = create_app(
+            {
+                "TESTING": True,
+                "MODEL_DIR": model_dir,
+                "WTF_CSRF_ENABLED": False,
+                "RATE_LIMIT_PER_MINUTE": 0,
+                "LOG_LEVEL": "WARNING",
+            }
+        )
         client = app.test_client()
         counts: dict[str, Counter] = {"api": Counter(), "form": Counter(), "schemathesis": Counter()}
         seconds: dict[str, float] = {}
@@ -67,11 +74,17 @@ def run(report_lines: list[str]) -> None:
             def check(case):
                 response = case.call_and_validate(additional_checks=[fuzz.field_level_errors])
                 counts["schemathesis"][f"{mode.value} {response.status_code}"] += 1
+
             return check
 
-        for name, job in (("api", api), ("form", form),
-                          ("schemathesis", lambda: (schemathesis_mode(GenerationMode.POSITIVE)(),
-                                                    schemathesis_mode(GenerationMode.NEGATIVE)()))):
+        for name, job in (
+            ("api", api),
+            ("form", form),
+            (
+                "schemathesis",
+                lambda: (schemathesis_mode(GenerationMode.POSITIVE)(), schemathesis_mode(GenerationMode.NEGATIVE)()),
+            ),
+        ):
             started = time.monotonic()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -108,9 +121,13 @@ def run(report_lines: list[str]) -> None:
         "",
     ]
     if raised:
-        lines += ["Warnings raised by the code under test during the run (each a finding, see \"What the stress "
-                  "tests found\"):", "",
-                  *[f"- `{text}` ({n:,} times)" for text, n in raised.most_common()], ""]
+        lines += [
+            'Warnings raised by the code under test during the run (each a finding, see "What the stress '
+            'tests found"):',
+            "",
+            *[f"- `{text}` ({n:,} times)" for text, n in raised.most_common()],
+            "",
+        ]
     else:
         lines += ["No warning was raised by the code under test.", ""]
     report_lines.extend(lines)

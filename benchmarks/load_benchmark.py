@@ -33,14 +33,23 @@ TESTING_REPORT = REPO / "docs" / "testing-report.md"
 SHIPPED = REPO / "model_artifacts" / "current"
 API = "/api/v1/predict"
 # A fully specified patient (no unknown input to average over), as the load's one request body.
-PATIENT = {"who_grade": 2, "tumor_burden": "25-50%", "prior_resection_ablation": True, "tumor_type": "gut",
-           "extrahepatic_metastases": False, "octreotide": True, "biologic": False, "cytotoxic": False}
+PATIENT = {
+    "who_grade": 2,
+    "tumor_burden": "25-50%",
+    "prior_resection_ablation": True,
+    "tumor_type": "gut",
+    "extrahepatic_metastases": False,
+    "octreotide": True,
+    "biologic": False,
+    "cytotoxic": False,
+}
 SECONDS = float(os.environ.get("BENCH_LOAD_SECONDS", 60))
 CONNECTIONS = int(os.environ.get("BENCH_LOAD_CONNECTIONS", 8))
 WORKERS = 2
 
 
 # --- a gunicorn server on loopback ----------------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -55,25 +64,43 @@ class GunicornServer:
     then SIGKILL to the processes it started if they linger) on exit. Logs (JSON lines) go to ``log_path``.
     """
 
-    def __init__(self, model_dir: str | Path, *, workers: int = WORKERS, gunicorn: str | Path | None = None,
-                 cwd: str | Path = REPO, env: dict[str, str] | None = None, log_path: str | Path | None = None,
-                 ready_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        workers: int = WORKERS,
+        gunicorn: str | Path | None = None,
+        cwd: str | Path = REPO,
+        env: dict[str, str] | None = None,
+        log_path: str | Path | None = None,
+        ready_timeout: float = 120.0,
+    ) -> None:
         self.port = free_port()
         self.workers = workers
         self.gunicorn = str(gunicorn or Path(sys.executable).parent / "gunicorn")
         self.cwd = Path(cwd)
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="gunicorn-", suffix=".log")[1])
         self.ready_timeout = ready_timeout
-        self.env = {**os.environ, "CALCULATOR_MODEL_DIR": str(model_dir),
-                    "CALCULATOR_BIND": f"127.0.0.1:{self.port}", "CALCULATOR_WORKERS": str(workers),
-                    "CALCULATOR_RATE_LIMIT_PER_MINUTE": "0", **(env or {})}
+        self.env = {
+            **os.environ,
+            "CALCULATOR_MODEL_DIR": str(model_dir),
+            "CALCULATOR_BIND": f"127.0.0.1:{self.port}",
+            "CALCULATOR_WORKERS": str(workers),
+            "CALCULATOR_RATE_LIMIT_PER_MINUTE": "0",
+            **(env or {}),
+        }
         self.process: subprocess.Popen | None = None
         self._started: list[psutil.Process] = []
 
     def __enter__(self) -> GunicornServer:
         self._log = open(self.log_path, "w", encoding="utf-8")
-        self.process = subprocess.Popen([self.gunicorn, "--config", "gunicorn.conf.py", "calculator:create_app()"],
-                                        cwd=self.cwd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [self.gunicorn, "--config", "gunicorn.conf.py", "calculator:create_app()"],
+            cwd=self.cwd,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             self.wait_loaded(self.workers)
         except BaseException:
@@ -127,8 +154,9 @@ class GunicornServer:
                 raise TimeoutError(f"workers not loaded in time:\n{self.log_path.read_text()[-4000:]}")
             time.sleep(0.1)
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
-                timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 30.0
+    ) -> tuple[int, dict[str, str], bytes]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             connection.request(method, path, body=body, headers=headers or {})
@@ -138,11 +166,13 @@ class GunicornServer:
             connection.close()
 
     def predict(self, patient: dict, headers: dict | None = None, timeout: float = 30.0):
-        return self.request("POST", API, json.dumps(patient).encode(),
-                            {"Content-Type": "application/json", **(headers or {})}, timeout)
+        return self.request(
+            "POST", API, json.dumps(patient).encode(), {"Content-Type": "application/json", **(headers or {})}, timeout
+        )
 
 
 # --- the report file -------------------------------------------------------------------------------------------
+
 
 def update_testing_report(section: str, lines: list[str]) -> None:
     """Replace the text between ``<!-- BEGIN section -->`` and ``<!-- END section -->`` in docs/testing-report.md."""
@@ -152,14 +182,15 @@ def update_testing_report(section: str, lines: list[str]) -> None:
         text = text.rstrip("\n") + f"\n\n{begin}\n{end}\n"
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
-    TESTING_REPORT.write_text(head + begin + "\n" + "\n".join(lines).strip("\n") + "\n" + end + tail,
-                              encoding="utf-8")
+    TESTING_REPORT.write_text(head + begin + "\n" + "\n".join(lines).strip("\n") + "\n" + end + tail, encoding="utf-8")
 
 
 def run_stamp() -> str:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"Run {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC on {len(os.sched_getaffinity(0))} CPUs, "
-            f"CPython {sys.version.split()[0]}; load average before the run {load}.")
+    return (
+        f"Run {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC on {len(os.sched_getaffinity(0))} CPUs, "
+        f"CPython {sys.version.split()[0]}; load average before the run {load}."
+    )
 
 
 def model_for_benchmarks(workdir: Path) -> tuple[Path, str]:
@@ -210,19 +241,29 @@ def run_wrk(wrk: str, url: str, body: bytes, seconds: float, connections: int) -
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT % json.dumps(body.decode()))
     try:
-        result = subprocess.run([wrk, "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "10s",
-                                 "-s", script.name, url], capture_output=True, text=True, timeout=seconds + 60)
+        result = subprocess.run(
+            [wrk, "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", script.name, url],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+        )
     finally:
         os.unlink(script.name)
     line = next((ln for ln in result.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk failed:\n{result.stdout}\n{result.stderr}")
-    data = json.loads(line[len("WRK_JSON "):])
-    return {"tool": f"wrk -t1 -c{connections} -d{int(seconds)}s", "requests": data["requests"],
-            "seconds": data["duration_us"] / 1e6, "non_2xx": data["status"],
-            "socket_errors": data["connect"] + data["read"] + data["write"] + data["timeout"],
-            "p50_ms": data["p50_us"] / 1e3, "p90_ms": data["p90_us"] / 1e3, "p99_ms": data["p99_us"] / 1e3,
-            "max_ms": data["max_us"] / 1e3}
+    data = json.loads(line[len("WRK_JSON ") :])
+    return {
+        "tool": f"wrk -t1 -c{connections} -d{int(seconds)}s",
+        "requests": data["requests"],
+        "seconds": data["duration_us"] / 1e6,
+        "non_2xx": data["status"],
+        "socket_errors": data["connect"] + data["read"] + data["write"] + data["timeout"],
+        "p50_ms": data["p50_us"] / 1e3,
+        "p90_ms": data["p90_us"] / 1e3,
+        "p99_ms": data["p99_us"] / 1e3,
+        "max_ms": data["max_us"] / 1e3,
+    }
 
 
 def _generate(port: int, body: bytes, seconds: float, connections: int) -> None:
@@ -259,15 +300,35 @@ def _generate(port: int, body: bytes, seconds: float, connections: int) -> None:
 
 
 def run_python_generator(port: int, body: bytes, seconds: float, connections: int) -> dict:
-    result = subprocess.run([sys.executable, "-m", "benchmarks.load_benchmark", "--generate", str(port),
-                             body.decode(), str(seconds), str(connections)], cwd=REPO, capture_output=True,
-                            text=True, timeout=seconds + 60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.load_benchmark",
+            "--generate",
+            str(port),
+            body.decode(),
+            str(seconds),
+            str(connections),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
     data = json.loads(result.stdout.strip().splitlines()[-1])
     ms = sorted(1000 * x for x in data["latencies"])
-    return {"tool": f"Python load generator, {connections} threads, {int(seconds)} s (wrk was not available)",
-            "requests": len(ms) + data["socket_errors"], "seconds": data["seconds"], "non_2xx": data["non_2xx"],
-            "socket_errors": data["socket_errors"], "p50_ms": percentile(ms, 50), "p90_ms": percentile(ms, 90),
-            "p99_ms": percentile(ms, 99), "max_ms": ms[-1] if ms else float("nan")}
+    return {
+        "tool": f"Python load generator, {connections} threads, {int(seconds)} s (wrk was not available)",
+        "requests": len(ms) + data["socket_errors"],
+        "seconds": data["seconds"],
+        "non_2xx": data["non_2xx"],
+        "socket_errors": data["socket_errors"],
+        "p50_ms": percentile(ms, 50),
+        "p90_ms": percentile(ms, 90),
+        "p99_ms": percentile(ms, 99),
+        "max_ms": ms[-1] if ms else float("nan"),
+    }
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -278,6 +339,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 # --- memory sampling -------------------------------------------------------------------------------------------
+
 
 class MemorySampler(threading.Thread):
     """Each worker's RSS once a second, until stopped (at most ``limit`` seconds)."""
@@ -293,8 +355,9 @@ class MemorySampler(threading.Thread):
         while not self.stop.is_set() and time.monotonic() - started < self.limit:
             for worker in self.server.worker_processes():
                 try:
-                    self.samples.setdefault(worker.pid, []).append((time.monotonic() - started,
-                                                                    worker.memory_info().rss))
+                    self.samples.setdefault(worker.pid, []).append(
+                        (time.monotonic() - started, worker.memory_info().rss)
+                    )
                 except psutil.Error:
                     pass
             self.stop.wait(1.0)
@@ -303,18 +366,21 @@ class MemorySampler(threading.Thread):
 def memory_rows(samples: dict[int, list[tuple[float, int]]]) -> tuple[list[str], float]:
     """Table rows per worker, and the largest growth (MiB) from the first to the last ten seconds."""
     rows, worst = [], 0.0
-    mib = 1024 ** 2
+    mib = 1024**2
     for pid, series in sorted(samples.items()):
         values = [rss for _, rss in series]
         head = statistics.mean(values[:10]) / mib
         tail = statistics.mean(values[-10:]) / mib
         worst = max(worst, tail - head)
-        rows.append(f"| {pid} | {len(values)} | {values[0] / mib:.1f} | {head:.1f} | {tail:.1f} | "
-                    f"{max(values) / mib:.1f} | {tail - head:+.1f} |")
+        rows.append(
+            f"| {pid} | {len(values)} | {values[0] / mib:.1f} | {head:.1f} | {tail:.1f} | "
+            f"{max(values) / mib:.1f} | {tail - head:+.1f} |"
+        )
     return rows, worst
 
 
 # --- the benchmark ---------------------------------------------------------------------------------------------
+
 
 def run(report_lines: list[str]) -> None:
     """60 s of saturating load on 2 workers; the figures go to the benchmark report and docs/testing-report.md."""

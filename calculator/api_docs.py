@@ -81,6 +81,7 @@ class Example:
 
 # --- reading the document -------------------------------------------------------------------------------------
 
+
 def _resolve(document: Schema, schema: Schema) -> tuple[Schema, str]:
     """A schema with its ``$ref`` followed, and the component's name ('' when inline)."""
     ref = schema.get("$ref", "")
@@ -116,8 +117,12 @@ def type_text(document: Schema, schema: Schema) -> str:
 
 def _bounds(schema: Schema) -> str:
     words = []
-    for key, text in (("exclusiveMinimum", "greater than"), ("minimum", "at least"),
-                      ("exclusiveMaximum", "less than"), ("maximum", "at most")):
+    for key, text in (
+        ("exclusiveMinimum", "greater than"),
+        ("minimum", "at least"),
+        ("exclusiveMaximum", "less than"),
+        ("maximum", "at most"),
+    ):
         if key in schema and not isinstance(schema[key], bool):
             words.append(f"{text} {schema[key]:g}")
     return " and ".join(words)
@@ -155,8 +160,14 @@ def _compound(document: Schema, schema: Schema) -> bool:
     return "properties" in schema or bool({"object", "array"} & set(_types(schema)))
 
 
-def flatten(document: Schema, schema: Schema, prefix: str = "", required: bool = True, depth: int = 0,
-            placeholders: dict[str, tuple[str, ...]] | None = None) -> list[Field]:
+def flatten(
+    document: Schema,
+    schema: Schema,
+    prefix: str = "",
+    required: bool = True,
+    depth: int = 0,
+    placeholders: dict[str, tuple[str, ...]] | None = None,
+) -> list[Field]:
     """The fields of a body schema as rows: nested objects by dotted paths, array items by ``[]``, and objects whose
     keys all share one schema (one per endpoint, one per option) by a placeholder (``<endpoint>``)."""
     placeholders = {} if placeholders is None else placeholders
@@ -166,14 +177,25 @@ def flatten(document: Schema, schema: Schema, prefix: str = "", required: bool =
 
     def row(kind: str | None = None, allowed: str | None = None) -> Field:
         default = json.dumps(schema["default"]) if "default" in schema else ""
-        return Field(prefix, kind or type_text(document, schema), allowed if allowed is not None else
-                     allowed_text(document, schema), required, default, schema.get("title", ""),
-                     schema.get("description", ""), depth)
+        return Field(
+            prefix,
+            kind or type_text(document, schema),
+            allowed if allowed is not None else allowed_text(document, schema),
+            required,
+            default,
+            schema.get("title", ""),
+            schema.get("description", ""),
+            depth,
+        )
 
     keys = list(properties)
     # A map (one key per endpoint, per option): every key required, all with the same schema of an object or array.
-    shared = len(keys) > 1 and all(properties[k] == properties[keys[0]] for k in keys) and \
-        set(schema.get("required", keys)) == set(keys) and _compound(document, properties[keys[0]])
+    shared = (
+        len(keys) > 1
+        and all(properties[k] == properties[keys[0]] for k in keys)
+        and set(schema.get("required", keys)) == set(keys)
+        and _compound(document, properties[keys[0]])
+    )
     if shared:
         name = _placeholder(keys)
         placeholders[name] = tuple(keys)
@@ -185,8 +207,14 @@ def flatten(document: Schema, schema: Schema, prefix: str = "", required: bool =
             rows.append(row("object", ""))
         needed = set(schema.get("required", ()))
         for key, sub in properties.items():
-            rows += flatten(document, sub, f"{prefix}.{key}" if prefix else key, key in needed,
-                            depth + 1 if prefix else depth, placeholders)
+            rows += flatten(
+                document,
+                sub,
+                f"{prefix}.{key}" if prefix else key,
+                key in needed,
+                depth + 1 if prefix else depth,
+                placeholders,
+            )
         return rows
     items = schema.get("items")
     if items is not None:
@@ -219,17 +247,33 @@ def read_document(document: Schema) -> ApiPage:
                 for media in response.get("content", {}).values():
                     _, schema_name = _resolve(document, media.get("schema", {}))
                 responses.append(Response(status, response.get("description", ""), schema_name))
-            operations.append(Operation(method.upper(), path, operation.get("summary", ""),
-                                        operation.get("operationId", ""), request_schema, tuple(responses)))
+            operations.append(
+                Operation(
+                    method.upper(),
+                    path,
+                    operation.get("summary", ""),
+                    operation.get("operationId", ""),
+                    request_schema,
+                    tuple(responses),
+                )
+            )
             for name in [request_schema, *(r.schema for r in responses)]:
                 if name and name not in bodies:
                     bodies[name] = tuple(flatten(document, components[name], placeholders=placeholders))
     info = document.get("info", {})
-    return ApiPage(info.get("title", ""), str(info.get("version", "")), document.get("openapi", ""),
-                   info.get("description", ""), tuple(operations), bodies, placeholders)
+    return ApiPage(
+        info.get("title", ""),
+        str(info.get("version", "")),
+        document.get("openapi", ""),
+        info.get("description", ""),
+        tuple(operations),
+        bodies,
+        placeholders,
+    )
 
 
 # --- the example, from a real prediction ---------------------------------------------------------------------
+
 
 def example_request() -> dict[str, Any]:
     """A request from the definitions: each required covariate at its reference level (a number: the middle of its
@@ -294,8 +338,9 @@ def make_example(model: Model) -> Example:
     batch_body = batch_request()
     batch = batch_response(model, batch_body)
     condition = min(12.0, float(int(api.last_condition_months(model) / 2)))
-    return Example(request, response, abridged_json(response), wrong, errors, batch_body, batch,
-                   abridged_json(batch), condition)
+    return Example(
+        request, response, abridged_json(response), wrong, errors, batch_body, batch, abridged_json(batch), condition
+    )
 
 
 _examples: dict[str, Example] = {}
@@ -311,6 +356,7 @@ def example_for(model: Model) -> Example:
 
 # --- showing JSON -----------------------------------------------------------------------------------------------
 
+
 def _scalar(value: Any, digits: int) -> str:
     if isinstance(value, float) and math.isfinite(value):
         value = round(value, digits)
@@ -324,8 +370,10 @@ def abridged_json(value: Any, keep: int = EXAMPLE_ARRAY_ITEMS, digits: int = EXA
     if isinstance(value, Mapping):
         if not value:
             return "{}"
-        items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {abridged_json(v, keep, digits, indent + 1)}"
-                 for k, v in value.items()]
+        items = [
+            f"{inner}{json.dumps(k, ensure_ascii=False)}: {abridged_json(v, keep, digits, indent + 1)}"
+            for k, v in value.items()
+        ]
         return "{\n" + ",\n".join(items) + f"\n{pad}}}"
     if isinstance(value, (list, tuple)):
         if not value:

@@ -22,9 +22,11 @@ def init_app(app: Flask) -> None:
 
 def limit(setting: str) -> Callable[[View], View]:
     """Give a view the body limit of the config ``setting`` instead of ``MAX_CONTENT_LENGTH``."""
+
     def mark(view: View) -> View:
         setattr(view, LIMIT_ATTRIBUTE, setting)
         return view
+
     return mark
 
 

@@ -68,8 +68,12 @@ def forest_plot(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str] | N
     if not rows:
         return None
     labels = labels or {}
-    values = [v for row in rows for v in (row.get("hr"), row.get("ci_lower"), row.get("ci_upper"),
-                                          row.get("published_hr")) if _positive(v)]
+    values = [
+        v
+        for row in rows
+        for v in (row.get("hr"), row.get("ci_lower"), row.get("ci_upper"), row.get("published_hr"))
+        if _positive(v)
+    ]
     low = max(-LOG2_LIMIT, min(0, math.floor(math.log2(min(values, default=1.0)))))
     high = min(LOG2_LIMIT, max(0, math.ceil(math.log2(max(values, default=1.0)))))
     if high - low < 2:  # at least 0.5 to 2
@@ -90,8 +94,8 @@ def forest_plot(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str] | N
     def clamp(v: Any) -> tuple[float | None, bool]:
         if not _positive(v):
             return None, False
-        cut = not 2.0 ** low <= v <= 2.0 ** high
-        return x(min(max(v, 2.0 ** low), 2.0 ** high)), cut
+        cut = not 2.0**low <= v <= 2.0**high
+        return x(min(max(v, 2.0**low), 2.0**high)), cut
 
     out = []
     for i, (row, name, text) in enumerate(zip(rows, names, texts, strict=True)):
@@ -99,11 +103,35 @@ def forest_plot(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str] | N
         lower, cut_lower = clamp(row.get("ci_lower"))
         upper, cut_upper = clamp(row.get("ci_upper"))
         published, _ = clamp(row.get("published_hr"))
-        out.append(ForestRow(str(row.get("term", "")), name, top + FOREST_ROW * (i + 0.5), None if hr_cut else hr,
-                             lower, upper, cut_lower, cut_upper, published, text))
-    ticks = tuple(Tick(x(2.0 ** k), _hr_tick(2.0 ** k)) for k in range(low, high + 1))
-    return ForestPlot(round(width), bottom + FOREST_AXIS, label_right, left, right, top, bottom, text_x, x(1.0),
-                      ticks, tuple(out), any(r.published is not None for r in out))
+        out.append(
+            ForestRow(
+                str(row.get("term", "")),
+                name,
+                top + FOREST_ROW * (i + 0.5),
+                None if hr_cut else hr,
+                lower,
+                upper,
+                cut_lower,
+                cut_upper,
+                published,
+                text,
+            )
+        )
+    ticks = tuple(Tick(x(2.0**k), _hr_tick(2.0**k)) for k in range(low, high + 1))
+    return ForestPlot(
+        round(width),
+        bottom + FOREST_AXIS,
+        label_right,
+        left,
+        right,
+        top,
+        bottom,
+        text_x,
+        x(1.0),
+        ticks,
+        tuple(out),
+        any(r.published is not None for r in out),
+    )
 
 
 def _positive(v: Any) -> bool:
@@ -118,6 +146,7 @@ def _hr_tick(v: float) -> str:
 def _hr_text(row: Mapping[str, Any]) -> str:
     def one(v: Any) -> str:
         return f"{v:.2f}" if isinstance(v, (int, float)) and math.isfinite(v) else "–"
+
     return f"{one(row.get('hr'))} ({one(row.get('ci_lower'))}–{one(row.get('ci_upper'))})"
 
 
@@ -161,8 +190,9 @@ def calibration_plot(horizon: Mapping[str, Any]) -> CalibrationPlot | None:
     groups = [g for g in horizon.get("groups") or [] if _finite(g.get("predicted")) and _finite(g.get("observed"))]
     if not groups:
         return None
-    values = [v for g in groups for v in (g["predicted"], g["observed"], g.get("ci_lower"), g.get("ci_upper"))
-              if _finite(v)]
+    values = [
+        v for g in groups for v in (g["predicted"], g["observed"], g.get("ci_lower"), g.get("ci_upper")) if _finite(v)
+    ]
     low = max(0.0, math.floor(min(values) * 10 - 1e-9) / 10)
     high = min(1.0, math.ceil(max(values) * 10 + 1e-9) / 10)
     if high - low < 0.2:
@@ -180,12 +210,29 @@ def calibration_plot(horizon: Mapping[str, Any]) -> CalibrationPlot | None:
 
     first = math.ceil(round(low / step, 9))
     marks = [round(step * k, 10) for k in range(first, int(math.floor(round(high / step, 9))) + 1)]
-    points = tuple(CalibrationPoint(int(g.get("group", i + 1)), round(x(g["predicted"]), 1), round(y(g["observed"]), 1),
-                                    bound(g.get("ci_lower")), bound(g.get("ci_upper")), g.get("within_ci"))
-                   for i, g in enumerate(groups))
-    return CalibrationPlot(float(horizon.get("months", 0.0)), CAL_SIZE, CAL_LEFT, CAL_RIGHT, CAL_TOP, CAL_BOTTOM,
-                           tuple(Tick(x(m), f"{m:.0%}") for m in marks), tuple(Tick(y(m), f"{m:.0%}") for m in marks),
-                           (x(low), y(low), x(high), y(high)), points)
+    points = tuple(
+        CalibrationPoint(
+            int(g.get("group", i + 1)),
+            round(x(g["predicted"]), 1),
+            round(y(g["observed"]), 1),
+            bound(g.get("ci_lower")),
+            bound(g.get("ci_upper")),
+            g.get("within_ci"),
+        )
+        for i, g in enumerate(groups)
+    )
+    return CalibrationPlot(
+        float(horizon.get("months", 0.0)),
+        CAL_SIZE,
+        CAL_LEFT,
+        CAL_RIGHT,
+        CAL_TOP,
+        CAL_BOTTOM,
+        tuple(Tick(x(m), f"{m:.0%}") for m in marks),
+        tuple(Tick(y(m), f"{m:.0%}") for m in marks),
+        (x(low), y(low), x(high), y(high)),
+        points,
+    )
 
 
 def _finite(v: Any) -> bool:
@@ -269,19 +316,43 @@ def smoothed_calibration_plot(entry: Mapping[str, Any]) -> SmoothedCalibrationPl
     bars: list[HistogramBar] = []
     if isinstance(distribution, Mapping):
         edges, counts = distribution.get("edges") or [], distribution.get("counts") or []
-        pairs = [(a, b, c) for a, b, c in zip(edges, edges[1:], counts, strict=False)
-                 if _finite(a) and _finite(b) and isinstance(c, int) and b > low and a < high]
+        pairs = [
+            (a, b, c)
+            for a, b, c in zip(edges, edges[1:], counts, strict=False)
+            if _finite(a) and _finite(b) and isinstance(c, int) and b > low and a < high
+        ]
         most = max((c for _, _, c in pairs), default=0)
         for a, b, c in pairs:
             height = (SMOOTH_HISTOGRAM_BOTTOM - SMOOTH_HISTOGRAM_TOP) * c / most if most else 0.0
-            bars.append(HistogramBar(round(x(a), 1), round(x(b) - x(a), 1),
-                                     round(SMOOTH_HISTOGRAM_BOTTOM - height, 1), round(height, 1), c))
+            bars.append(
+                HistogramBar(
+                    round(x(a), 1),
+                    round(x(b) - x(a), 1),
+                    round(SMOOTH_HISTOGRAM_BOTTOM - height, 1),
+                    round(height, 1),
+                    c,
+                )
+            )
     measures = {key: entry.get(key) if _finite(entry.get(key)) else None for key in SMOOTH_MEASURES}
     return SmoothedCalibrationPlot(
-        float(entry.get("months", 0.0)), SMOOTH_SIZE, SMOOTH_HEIGHT, CAL_LEFT, CAL_RIGHT, CAL_TOP, CAL_BOTTOM,
-        tuple(Tick(x(m), f"{m:.0%}") for m in marks), tuple(Tick(y(m), f"{m:.0%}") for m in marks),
-        (x(low), y(low), x(high), y(high)), path(points), band, tuple(bars), SMOOTH_HISTOGRAM_TOP,
-        SMOOTH_HISTOGRAM_BOTTOM, bool(entry.get("external")), measures)
+        float(entry.get("months", 0.0)),
+        SMOOTH_SIZE,
+        SMOOTH_HEIGHT,
+        CAL_LEFT,
+        CAL_RIGHT,
+        CAL_TOP,
+        CAL_BOTTOM,
+        tuple(Tick(x(m), f"{m:.0%}") for m in marks),
+        tuple(Tick(y(m), f"{m:.0%}") for m in marks),
+        (x(low), y(low), x(high), y(high)),
+        path(points),
+        band,
+        tuple(bars),
+        SMOOTH_HISTOGRAM_TOP,
+        SMOOTH_HISTOGRAM_BOTTOM,
+        bool(entry.get("external")),
+        measures,
+    )
 
 
 # --- Kaplan–Meier curves by predicted risk group ------------------------------------------------------------
@@ -343,13 +414,32 @@ def risk_group_chart(curves: Mapping[str, Any]) -> RiskGroupChart | None:
         table = tuple(_at(months, g, h) for h in table_months)
         number = int(g.get("group", i + 1))
         label = _group_label(number, len(groups))
-        series.append(RiskGroupSeries(number, i % GROUP_COLOURS, label, label.removesuffix(" of predicted risk"),
-                                      g.get("n"), g.get("events"), points(observed), points(band), points(predicted),
-                                      table))
-    return RiskGroupChart(WIDTH, HEIGHT, KM_LEFT, KM_RIGHT, KM_TOP, KM_BOTTOM,
-                          tuple(Tick(x(m), f"{m:g}") for m in range(0, int(x_max) + 1, step)),
-                          tuple(Tick(y(p), f"{p:.0%}") for p in Y_TICKS), tuple(series),
-                          table_months)
+        series.append(
+            RiskGroupSeries(
+                number,
+                i % GROUP_COLOURS,
+                label,
+                label.removesuffix(" of predicted risk"),
+                g.get("n"),
+                g.get("events"),
+                points(observed),
+                points(band),
+                points(predicted),
+                table,
+            )
+        )
+    return RiskGroupChart(
+        WIDTH,
+        HEIGHT,
+        KM_LEFT,
+        KM_RIGHT,
+        KM_TOP,
+        KM_BOTTOM,
+        tuple(Tick(x(m), f"{m:g}") for m in range(0, int(x_max) + 1, step)),
+        tuple(Tick(y(p), f"{p:.0%}") for p in Y_TICKS),
+        tuple(series),
+        table_months,
+    )
 
 
 def _steps(months: Sequence[float], values: Sequence[Any]) -> list[tuple[float, float]]:
@@ -370,8 +460,14 @@ def _at(months: Sequence[float], group: Mapping[str, Any], horizon: float) -> di
     def value(key: str) -> float | None:
         seq = group.get(key) or []
         return seq[i] if i < len(seq) and _finite(seq[i]) else None
-    return {"months": horizon, "observed": value("observed"), "ci_lower": value("ci_lower"),
-            "ci_upper": value("ci_upper"), "predicted": value("predicted")}
+
+    return {
+        "months": horizon,
+        "observed": value("observed"),
+        "ci_lower": value("ci_lower"),
+        "ci_upper": value("ci_upper"),
+        "predicted": value("predicted"),
+    }
 
 
 def _group_label(group: int, count: int) -> str:
@@ -405,32 +501,54 @@ class CardFigures:
 
 def card_figures(card: Mapping[str, Any]) -> CardFigures:
     """Every figure of the card, by endpoint; missing data give ``None`` (or no calibration plots)."""
-    labels = {t["term"]: t["label"] for t in (card.get("model") or {}).get("terms") or []
-              if isinstance(t, Mapping) and "term" in t and "label" in t}
+    labels = {
+        t["term"]: t["label"]
+        for t in (card.get("model") or {}).get("terms") or []
+        if isinstance(t, Mapping) and "term" in t and "label" in t
+    }
     validation = card.get("validation")
     out = {}
     for name, endpoint in (card.get("endpoints") or {}).items():
         checks = validation.get(name) if isinstance(validation, Mapping) else None
         checks = checks if isinstance(checks, Mapping) else {}
-        plots = tuple(p for p in (calibration_plot(h) for h in checks.get("calibration") or []
-                                  if isinstance(h, Mapping)) if p is not None)
+        plots = tuple(
+            p
+            for p in (calibration_plot(h) for h in checks.get("calibration") or [] if isinstance(h, Mapping))
+            if p is not None
+        )
         curves = checks.get("risk_group_curves")
-        smoothed = tuple(p for p in (smoothed_calibration_plot(h) for h in checks.get("smoothed_calibration") or []
-                                     if isinstance(h, Mapping)) if p is not None)
-        out[name] = EndpointFigures(forest_plot(endpoint.get("multivariate") or [], labels), plots,
-                                    risk_group_chart(curves) if isinstance(curves, Mapping) else None,
-                                    worked_example(endpoint, EXAMPLE_TERMS, EXAMPLE_MONTHS), smoothed)
+        smoothed = tuple(
+            p
+            for p in (
+                smoothed_calibration_plot(h) for h in checks.get("smoothed_calibration") or [] if isinstance(h, Mapping)
+            )
+            if p is not None
+        )
+        out[name] = EndpointFigures(
+            forest_plot(endpoint.get("multivariate") or [], labels),
+            plots,
+            risk_group_chart(curves) if isinstance(curves, Mapping) else None,
+            worked_example(endpoint, EXAMPLE_TERMS, EXAMPLE_MONTHS),
+            smoothed,
+        )
     return CardFigures(out, labels)
 
 
 def worked_example(endpoint: Mapping[str, Any], terms: Sequence[str], months: float = 24.0) -> dict[str, Any] | None:
     """S(t | z) = S0(t) ** exp(z'β) for a patient with ``terms`` (and no others), from the card's numbers alone."""
-    baseline = next((b.get("survival") for b in endpoint.get("baseline_survival") or []
-                     if b.get("months") == months), None)
+    baseline = next(
+        (b.get("survival") for b in endpoint.get("baseline_survival") or [] if b.get("months") == months), None
+    )
     coefs = {row.get("term"): row.get("coef") for row in endpoint.get("multivariate") or []}
     rows = [(t, coefs.get(t)) for t in terms]
     if not _finite(baseline) or not rows or not all(_finite(c) for _, c in rows):
         return None
     lp = sum(c for _, c in rows)
-    return {"months": months, "baseline": baseline, "terms": [{"term": t, "coef": c} for t, c in rows],
-            "lp": lp, "relative_hazard": math.exp(lp), "survival": baseline ** math.exp(lp)}
+    return {
+        "months": months,
+        "baseline": baseline,
+        "terms": [{"term": t, "coef": c} for t, c in rows],
+        "lp": lp,
+        "relative_hazard": math.exp(lp),
+        "survival": baseline ** math.exp(lp),
+    }

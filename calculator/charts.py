@@ -107,8 +107,20 @@ def survival_chart(curves: Curves, options: Sequence[str], start: float = 0.0) -
 
     x_ticks = tuple(Tick(x(m), f"{m:g}") for m in range(0, int(x_max) + 1, step))
     y_ticks = tuple(Tick(y(p), f"{p:.0%}") for p in Y_TICKS)
-    return Chart(WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM, x_ticks, y_ticks, x_max=x_max, series=tuple(series),
-                 start=start, start_x=round(x(start), 1))
+    return Chart(
+        WIDTH,
+        HEIGHT,
+        LEFT,
+        RIGHT,
+        TOP,
+        BOTTOM,
+        x_ticks,
+        y_ticks,
+        x_max=x_max,
+        series=tuple(series),
+        start=start,
+        start_x=round(x(start), 1),
+    )
 
 
 def informative_end(curves: Curves, options: Sequence[str]) -> float:
@@ -118,7 +130,7 @@ def informative_end(curves: Curves, options: Sequence[str]) -> float:
     last, ends = 0.0, []
     for option in options:
         times = _finite_prefix(curves[option]["times_months"])
-        values = _finite_prefix(curves[option]["survival"])[:len(times)]
+        values = _finite_prefix(curves[option]["survival"])[: len(times)]
         if not values:
             continue
         own_last = times[len(values) - 1]

@@ -92,8 +92,11 @@ class NumberField(StringField):
 
     def __init__(self, covariate: Covariate, **kwargs: Any) -> None:
         render_kw = {"type": "number", "step": "any", "inputmode": "decimal", "autocomplete": "off"}
-        render_kw |= {bound: f"{value:g}" for bound, value in (("min", covariate.minimum), ("max", covariate.maximum))
-                      if math.isfinite(value)}
+        render_kw |= {
+            bound: f"{value:g}"
+            for bound, value in (("min", covariate.minimum), ("max", covariate.maximum))
+            if math.isfinite(value)
+        }
         super().__init__(covariate.label, description=covariate.help, render_kw=render_kw, **kwargs)
         self.covariate = covariate
 
@@ -123,8 +126,12 @@ class AlternativeField(StringField):
     def __init__(self, covariate: Covariate, **kwargs: Any) -> None:
         alternative = covariate.alternative
         assert alternative is not None
-        super().__init__(alternative.label, description=alternative.help,
-                         render_kw={"inputmode": "decimal", "autocomplete": "off", "size": 6}, **kwargs)
+        super().__init__(
+            alternative.label,
+            description=alternative.help,
+            render_kw={"inputmode": "decimal", "autocomplete": "off", "size": 6},
+            **kwargs,
+        )
         self.covariate = covariate
         self.alternative = alternative
 
@@ -152,15 +159,18 @@ class AlternativeField(StringField):
         if chosen not in (None, UNKNOWN, level):
             raise ValidationError(
                 f"{with_unit(number, self.unit)} falls in {self.covariate.label_of(level)}, not "
-                f"{self.covariate.label_of(chosen)}: change one of them or clear the number.")
+                f"{self.covariate.label_of(chosen)}: change one of them or clear the number."
+            )
 
 
 def condition_help() -> str:
     """What the condition means for each endpoint, from the definitions' wording."""
     meaning = "; ".join(f"for {ep.label.lower()}: still {ep.free_of}" for ep in ENDPOINTS.values())
-    return (f"Optional, for a patient seen some time after the embolotherapy: the months since it during which the "
-            f"patient has been free of the event ({meaning}). The predictions are then for patients who got that "
-            "far, from then on. Leave empty for a prediction from the day of the embolotherapy.")
+    return (
+        f"Optional, for a patient seen some time after the embolotherapy: the months since it during which the "
+        f"patient has been free of the event ({meaning}). The predictions are then for patients who got that "
+        "far, from then on. Leave empty for a prediction from the day of the embolotherapy."
+    )
 
 
 class ConditionField(StringField):
@@ -168,8 +178,7 @@ class ConditionField(StringField):
 
     def __init__(self, **kwargs: Any) -> None:
         render_kw = {"type": "number", "step": "any", "min": "0", "inputmode": "decimal", "autocomplete": "off"}
-        super().__init__("Already free of the event for", description=condition_help(), render_kw=render_kw,
-                         **kwargs)
+        super().__init__("Already free of the event for", description=condition_help(), render_kw=render_kw, **kwargs)
 
     unit = CONDITION_UNIT
 
@@ -231,11 +240,15 @@ class PatientForm(FlaskForm):
             field = self[CONDITION]
             first = min(ENDPOINTS.values(), key=lambda ep: model.endpoints[ep.name].risk_sets.last_event_time)
             last = model.endpoints[first.name].risk_sets.last_event_time
-            field.errors = [*field.errors, (
-                f"Enter at most {math.floor(10 * last) / 10:.1f} months: in the data behind this model the last "
-                f"{first.event_label} ({first.label.lower()}) was observed at {last:.1f} months, so survival after "
-                f"that cannot be estimated, nor survival given {number_text(months or 0.0)} months already free of "
-                "the event.")]
+            field.errors = [
+                *field.errors,
+                (
+                    f"Enter at most {math.floor(10 * last) / 10:.1f} months: in the data behind this model the last "
+                    f"{first.event_label} ({first.label.lower()}) was observed at {last:.1f} months, so survival after "
+                    f"that cannot be estimated, nor survival given {number_text(months or 0.0)} months already free of "
+                    "the event."
+                ),
+            ]
             return False
         return True
 

@@ -25,15 +25,18 @@ PLAIN_OBSERVATIONAL = (
     "These numbers come from people treated in the past. Their doctors chose each treatment for reasons (for "
     "example, how far the illness had spread), so the people who had each treatment were different in other ways "
     "too. The numbers show what happened to people like you after each treatment; they are not the effects of the "
-    f"treatments, and they do not say whether {options_text('or')} is the right choice for you.")
+    f"treatments, and they do not say whether {options_text('or')} is the right choice for you."
+)
 PLAIN_SYNTHETIC = (
     "This is a demonstration. The numbers come from made-up patients, built to match a published study, not from "
-    "real patients' records. Do not use them to decide about treatment.")
+    "real patients' records. Do not use them to decide about treatment."
+)
 # For a model updated from the demonstration one that keeps its effects (calculator.provenance).
 PLAIN_SYNTHETIC_DERIVED = (
     "This is a demonstration. The numbers were adjusted to real patients' records, but how much each detail matters "
     "still comes from made-up patients, built to match a published study. Do not use them to decide about "
-    "treatment.")
+    "treatment."
+)
 
 # Medical words that may appear in the definitions' wording: (word, meaning, stems that call for it). Explained on
 # the page when, and only when, one of its stems occurs in what the page says.
@@ -43,8 +46,11 @@ GLOSSARY: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("metastases", "cancer that has spread from where it started", ("metasta",)),
     ("resection", "surgery to remove part of an organ", ("resection",)),
     ("ablation", "destroying a tumour with heat or cold", ("ablation",)),
-    ("embolization", "treatment through a thin tube in a blood vessel that blocks the blood supply of tumours in "
-                     "the liver", ("emboli", "embolo")),
+    (
+        "embolization",
+        "treatment through a thin tube in a blood vessel that blocks the blood supply of tumours in the liver",
+        ("emboli", "embolo"),
+    ),
     ("chemoembolization", "embolization together with a cancer medicine", ("chemoemboli",)),
     ("radioembolization", "embolization with tiny radioactive beads", ("radioemboli",)),
     ("bland embolization", "embolization with beads alone, without a medicine", ("bland emboli",)),
@@ -113,8 +119,10 @@ def competing_note(endpoint: Endpoint) -> str:
     if endpoint.not_after is None or endpoint.not_after not in ENDPOINTS:
         return ""
     other = ENDPOINTS[endpoint.not_after]
-    return (f"A {other.event_label} without {endpoint.event_label} is not counted here: these pictures are about "
-            f"being {endpoint.free_of}, not about being {other.free_of} (shown separately).")
+    return (
+        f"A {other.event_label} without {endpoint.event_label} is not counted here: these pictures are about "
+        f"being {endpoint.free_of}, not about being {other.free_of} (shown separately)."
+    )
 
 
 def condition_months(prediction: Mapping) -> dict[str, float]:
@@ -129,8 +137,10 @@ def condition_words(prediction: Mapping) -> str:
     if not months:
         return ""
     when = time_text(min(months))
-    return (f"You are {when} past your treatment, so these numbers are only about people who got that far after "
-            "theirs. The years are still counted from the treatment.")
+    return (
+        f"You are {when} past your treatment, so these numbers are only about people who got that far after "
+        "theirs. The years are still counted from the treatment."
+    )
 
 
 def _in_100(p: float) -> tuple[int, str]:
@@ -164,19 +174,21 @@ def uncertainty_text(lower: float, upper: float) -> str:
 
 def icon_grid(count: int) -> tuple[Icon, ...]:
     """100 people in rows of COLUMNS, the first ``count`` (from the top left, row by row) filled."""
-    return tuple(Icon(x=(i % COLUMNS) * ICON_WIDTH, y=(i // COLUMNS) * ICON_HEIGHT, filled=i < count)
-                 for i in range(PEOPLE))
+    return tuple(
+        Icon(x=(i % COLUMNS) * ICON_WIDTH, y=(i // COLUMNS) * ICON_HEIGHT, filled=i < count) for i in range(PEOPLE)
+    )
 
 
-def option_view(option: str, endpoint: Endpoint, point: Mapping | None, years: int, few_similar: bool,
-                after: float | None = None) -> OptionView:
+def option_view(
+    option: str, endpoint: Endpoint, point: Mapping | None, years: int, few_similar: bool, after: float | None = None
+) -> OptionView:
     """One option from its landmark ``point`` at ``years`` (None, or a survival of None: beyond the follow-up);
     ``after``: the months already passed without the event, under a condition."""
     label = MODALITY.label_of(option)
     slot = OPTIONS.index(option)
     when = years_text(years)
     if point is None or point.get("survival") is None:
-        text = (f"Not known at {when}: the people in the data were not followed for that long after {label}.")
+        text = f"Not known at {when}: the people in the data were not followed for that long after {label}."
         return OptionView(option, label, slot, None, "Not known", text, "", text, (), few_similar)
     count, words = in_100(point["survival"])
     verb = "was" if words == "about 1" else "were"
@@ -192,20 +204,38 @@ def option_view(option: str, endpoint: Endpoint, point: Mapping | None, years: i
     else:
         sentence = f"{who}, {words} {verb} {still}{endpoint.free_of} {later}."
     uncertainty = "We cannot be exact. " + uncertainty_text(point["ci_lower"], point["ci_upper"])
-    figures = ("none of the 100 figures is filled" if count == 0 else "all 100 figures are filled"
-               if count == PEOPLE else f"{count} filled figure{'' if count == 1 else 's'} and {PEOPLE - count} "
-               f"empty one{'' if PEOPLE - count == 1 else 's'}")
+    figures = (
+        "none of the 100 figures is filled"
+        if count == 0
+        else "all 100 figures are filled"
+        if count == PEOPLE
+        else f"{count} filled figure{'' if count == 1 else 's'} and {PEOPLE - count} "
+        f"empty one{'' if PEOPLE - count == 1 else 's'}"
+    )
     spoken = f"{words.capitalize()} {of_100} {verb} {still}{endpoint.free_of} after {when}: {figures}."
-    return OptionView(option, label, slot, count, f"{words.capitalize()} in 100", sentence, uncertainty, spoken,
-                      icon_grid(count), few_similar)
+    return OptionView(
+        option,
+        label,
+        slot,
+        count,
+        f"{words.capitalize()} in 100",
+        sentence,
+        uncertainty,
+        spoken,
+        icon_grid(count),
+        few_similar,
+    )
 
 
 def patient_view(prediction: Mapping, years: int) -> list[EndpointView]:
     """Each endpoint's options at ``years`` (one of HORIZON_YEARS), from a prediction at the default horizons
     (conditional or not: its ``condition`` says)."""
     months = 12.0 * years
-    few = set(prediction["few_similar"]) if "few_similar" in prediction else {
-        option for option, n in prediction["similar_patients"].items() if n < scoring.FEW_SIMILAR_PATIENTS}
+    few = (
+        set(prediction["few_similar"])
+        if "few_similar" in prediction
+        else {option for option, n in prediction["similar_patients"].items() if n < scoring.FEW_SIMILAR_PATIENTS}
+    )
     conditions = condition_months(prediction)
     views = []
     for name, endpoint in ENDPOINTS.items():
@@ -216,11 +246,22 @@ def patient_view(prediction: Mapping, years: int) -> list[EndpointView]:
             point = next((p for p in landmarks if p["months"] == months), None)
             options.append(option_view(option, endpoint, point, years, option in few, after))
         when = years_text(years)
-        counted = (f"Only people who were still {endpoint.free_of} {time_text(after)} after their treatment are "
-                   "counted here." if after is not None else "")
-        views.append(EndpointView(name, endpoint, f"{endpoint.free_of.capitalize()} after {when}",
-                                  f"{endpoint.event_label.capitalize()} within {when}", tuple(options),
-                                  competing_note(endpoint), counted))
+        counted = (
+            f"Only people who were still {endpoint.free_of} {time_text(after)} after their treatment are counted here."
+            if after is not None
+            else ""
+        )
+        views.append(
+            EndpointView(
+                name,
+                endpoint,
+                f"{endpoint.free_of.capitalize()} after {when}",
+                f"{endpoint.event_label.capitalize()} within {when}",
+                tuple(options),
+                competing_note(endpoint),
+                counted,
+            )
+        )
     return views
 
 

@@ -56,8 +56,9 @@ class Provenance:
         if not self.updated:
             return ""
         source = f" ({self.base_source} data)" if self.base_source else ""
-        methods = "; ".join(f"{_label(name)}: {METHOD_WORDS.get(method, method)}"
-                            for name, method in self.updates.items())
+        methods = "; ".join(
+            f"{_label(name)}: {METHOD_WORDS.get(method, method)}" for name, method in self.updates.items()
+        )
         return f"Updated from model {self.base_version}{source}" + (f" — {methods}" if methods else "") + "."
 
 
@@ -87,12 +88,17 @@ def kept_hazard_ratios(card: Mapping[str, Any]) -> list[str]:
 
 def derived_notice(base_version: str, kept: list[str], evidence_patients: int | None) -> str:
     """The notice of a model updated from a synthetic one that keeps its hazard ratios."""
-    size = (f" (its uncertainty scaled to the {evidence_patients} patients of the original study)"
-            if evidence_patients else "")
-    return (f"The hazard ratios of {join([_label(name) for name in kept])} are those of the base model "
-            f"{base_version}, which was trained on a SYNTHETIC registry generated to reproduce the published estimates "
-            f"of the original study{size}, not on patient data; only the baseline hazard or a calibration slope was "
-            "re-estimated on registry data. Not for clinical decisions before refitting on registry data.")
+    size = (
+        f" (its uncertainty scaled to the {evidence_patients} patients of the original study)"
+        if evidence_patients
+        else ""
+    )
+    return (
+        f"The hazard ratios of {join([_label(name) for name in kept])} are those of the base model "
+        f"{base_version}, which was trained on a SYNTHETIC registry generated to reproduce the published estimates "
+        f"of the original study{size}, not on patient data; only the baseline hazard or a calibration slope was "
+        "re-estimated on registry data. Not for clinical decisions before refitting on registry data."
+    )
 
 
 def provenance(card: Mapping[str, Any] | None) -> Provenance:
@@ -103,15 +109,26 @@ def provenance(card: Mapping[str, Any] | None) -> Provenance:
     base = _mapping(card.get("base_model"))
     updates = updates_of(card)
     base_version = base.get("version") or next(
-        (u.get("base_version") for u in (_mapping(_mapping(e).get("update"))
-                                         for e in _mapping(card.get("endpoints")).values()) if u.get("base_version")),
-        None)
+        (
+            u.get("base_version")
+            for u in (_mapping(_mapping(e).get("update")) for e in _mapping(card.get("endpoints")).values())
+            if u.get("base_version")
+        ),
+        None,
+    )
     base_source = base.get("data_source") if isinstance(base.get("data_source"), str) else None
     if data.get("source") == SYNTHETIC:
-        return Provenance(True, False, notices.synthetic_notice(data.get("evidence_patients")),
-                          base_version, base_source, updates)
+        return Provenance(
+            True, False, notices.synthetic_notice(data.get("evidence_patients")), base_version, base_source, updates
+        )
     kept = kept_hazard_ratios(card)
     if base_source == SYNTHETIC and kept:
-        return Provenance(False, True, derived_notice(str(base_version), kept, base.get("evidence_patients")),
-                          base_version, base_source, updates)
+        return Provenance(
+            False,
+            True,
+            derived_notice(str(base_version), kept, base.get("evidence_patients")),
+            base_version,
+            base_source,
+            updates,
+        )
     return Provenance(False, False, None, base_version, base_source, updates)

@@ -53,11 +53,19 @@ def current_model() -> Model | None:
 @bp.app_context_processor
 def inject_globals() -> dict[str, Any]:
     model = current_model()
-    return {"model": model, "provenance": provenance.provenance(model.card if model is not None else None),
-            "endpoints": ENDPOINTS, "options": OPTIONS, "modality": MODALITY,
-            "modality_within": MODALITY_WITHIN, "options_text": options_text, "join": join, "notices": notices,
-            "option_labels": [MODALITY.label_of(option) for option in OPTIONS],
-            "option_styles_digest": charts.OPTION_STYLESHEET_DIGEST}
+    return {
+        "model": model,
+        "provenance": provenance.provenance(model.card if model is not None else None),
+        "endpoints": ENDPOINTS,
+        "options": OPTIONS,
+        "modality": MODALITY,
+        "modality_within": MODALITY_WITHIN,
+        "options_text": options_text,
+        "join": join,
+        "notices": notices,
+        "option_labels": [MODALITY.label_of(option) for option in OPTIONS],
+        "option_styles_digest": charts.OPTION_STYLESHEET_DIGEST,
+    }
 
 
 @bp.get("/styles/options.<digest>.css")
@@ -93,10 +101,12 @@ def result() -> ResponseReturnValue:
     months = form.condition_months()
     # Returned curves are thinned (exact only at their kept times), so the data tables ask scoring for exact
     # values on a regular grid instead of reading them off the curves.
-    prediction = scoring.predict(model, patient, horizons=result_horizons(months), table_months=TABLE_MONTHS,
-                                 conditional_on_months=months)
-    survival_charts = {ep: charts.survival_chart(prediction["predictions"][ep], OPTIONS, start=months or 0.0)
-                       for ep in ENDPOINTS}
+    prediction = scoring.predict(
+        model, patient, horizons=result_horizons(months), table_months=TABLE_MONTHS, conditional_on_months=months
+    )
+    survival_charts = {
+        ep: charts.survival_chart(prediction["predictions"][ep], OPTIONS, start=months or 0.0) for ep in ENDPOINTS
+    }
     at = sentence_months(months)
     return render_template(
         "result.html",
@@ -144,15 +154,20 @@ def patient() -> ResponseReturnValue:
     years = choices.get(asked or str(patient_view.default_years(offered)))
     if years is None and offered:
         after = f" (after the {number_text(months)} months already passed)" if months else ""
-        return error_response(400, "The time after treatment must be one of "
-                                   f"{join([str(y) for y in offered or patient_view.HORIZON_YEARS], 'or')} "
-                                   f"years{after}.")
+        return error_response(
+            400,
+            "The time after treatment must be one of "
+            f"{join([str(y) for y in offered or patient_view.HORIZON_YEARS], 'or')} "
+            f"years{after}.",
+        )
     prediction = scoring.predict(model, form.patient(), conditional_on_months=months)
     endpoint_views = patient_view.patient_view(prediction, years) if years is not None else []
     inputs = described_inputs(form, prediction, condition=False)  # the condition is said in plain words instead
     words = [label for label, _ in inputs] + [
-        text for view in endpoint_views
-        for text in (view.kept, view.lost, view.note, view.condition, *(o.label for o in view.options))]
+        text
+        for view in endpoint_views
+        for text in (view.kept, view.lost, view.note, view.condition, *(o.label for o in view.options))
+    ]
     return render_template(
         "patient.html",
         prediction=prediction,
@@ -177,8 +192,13 @@ def model_card() -> ResponseReturnValue:
         model = get_model()
     except ModelLoadError:
         abort(503)
-    return render_template("model.html", card=model.card, loaded=model, figures=card_figures(model.card),
-                           origin=provenance.provenance(model.card))
+    return render_template(
+        "model.html",
+        card=model.card,
+        loaded=model,
+        figures=card_figures(model.card),
+        origin=provenance.provenance(model.card),
+    )
 
 
 @bp.get("/api")
@@ -193,9 +213,14 @@ def api_page() -> ResponseReturnValue:
             example = api_docs.example_for(model)
         except Exception as exc:  # noqa: BLE001 (the reference must render even when the example cannot be made)
             current_app.logger.error("API page: no example: %s: %s", type(exc).__name__, exc)
-    return render_template("api.html", page=api_docs.read_document(api.openapi_document()), example=example,
-                           abridged=api_docs.abridged_json, keep=api_docs.EXAMPLE_ARRAY_ITEMS,
-                           digits=api_docs.EXAMPLE_DIGITS)
+    return render_template(
+        "api.html",
+        page=api_docs.read_document(api.openapi_document()),
+        example=example,
+        abridged=api_docs.abridged_json,
+        keep=api_docs.EXAMPLE_ARRAY_ITEMS,
+        digits=api_docs.EXAMPLE_DIGITS,
+    )
 
 
 @bp.get("/healthz")
@@ -224,9 +249,12 @@ def readyz() -> ResponseReturnValue:
     try:
         _reverify(model)
     except Exception as exc:  # noqa: BLE001 (any failure to re-verify means not ready)
-        return _not_ready(f"the served model's files no longer verify ({type(exc).__name__}: {exc}); this worker "
-                          f"still serves version {model.version}, verified when it was loaded, but a restarted "
-                          "worker could not load it", serving=model.version)
+        return _not_ready(
+            f"the served model's files no longer verify ({type(exc).__name__}: {exc}); this worker "
+            f"still serves version {model.version}, verified when it was loaded, but a restarted "
+            "worker could not load it",
+            serving=model.version,
+        )
     return jsonify({"status": "ready", "model_version": model.version})
 
 
@@ -250,12 +278,17 @@ def _reverify(model: Model) -> None:
 
 # --- what the result page shows -----------------------------------------------------------------------------
 
+
 def chart_data(curves: dict[str, dict], chart: charts.Chart) -> dict[str, Any]:
     """The JSON data island the page script reads for values on hover (``start``: where the curves begin, the
     condition's months or 0)."""
     keys = ("times_months", "survival", "ci_lower", "ci_upper")
-    return {"geometry": chart.geometry(), "options": list(OPTIONS), "start": chart.start,
-            "curves": {option: {key: curves[option][key] for key in keys} for option in OPTIONS}}
+    return {
+        "geometry": chart.geometry(),
+        "options": list(OPTIONS),
+        "start": chart.start,
+        "curves": {option: {key: curves[option][key] for key in keys} for option in OPTIONS},
+    }
 
 
 def result_horizons(months: float | None) -> tuple[float, ...]:
@@ -301,8 +334,7 @@ def few_similar(prediction: dict) -> list[str]:
     """The options whose estimates rest on few patients like this one (scoring's ``few_similar``)."""
     if "few_similar" in prediction:
         return list(prediction["few_similar"])
-    return [option for option, count in prediction["similar_patients"].items()
-            if count < scoring.FEW_SIMILAR_PATIENTS]
+    return [option for option, count in prediction["similar_patients"].items() if count < scoring.FEW_SIMILAR_PATIENTS]
 
 
 def sorted_warnings(prediction: dict, model: Model) -> dict[str, list[str]]:
@@ -332,12 +364,20 @@ def _capitalized(text: str) -> str:
 def similar_text(prediction: dict, model: Model) -> str:
     """Who the estimates rest on: patients like this one (same level of MODALITY_WITHIN) by option."""
     level = prediction["inputs"][MODALITY_WITHIN.name]
-    scale = (f", counted at the size of the original study ({model.evidence_patients} patients)"
-             if model.evidence_patients else "")
-    counts = join([f"{scoring.patients_text(count)} received {option}"
-                   for option, count in prediction["similar_patients"].items()])
-    return (f"Among patients with {MODALITY_WITHIN.label_of(level).lower()} in the data behind this model{scale}, "
-            f"{counts}.")
+    scale = (
+        f", counted at the size of the original study ({model.evidence_patients} patients)"
+        if model.evidence_patients
+        else ""
+    )
+    counts = join(
+        [
+            f"{scoring.patients_text(count)} received {option}"
+            for option, count in prediction["similar_patients"].items()
+        ]
+    )
+    return (
+        f"Among patients with {MODALITY_WITHIN.label_of(level).lower()} in the data behind this model{scale}, {counts}."
+    )
 
 
 def years_text(months: float) -> str:
@@ -408,8 +448,10 @@ def sentences(prediction: dict, months: float = SENTENCE_MONTHS) -> dict[str, li
             landmarks = prediction["predictions"][name][option]["landmarks"]
             point = next((p for p in landmarks if p["months"] == months), None)
             if point is None or point["survival"] is None:
-                out[name].append(f"For {option}, {endpoint.label.lower()} at {years} cannot be estimated: it lies "
-                                 "beyond the follow-up of the data behind this model.")
+                out[name].append(
+                    f"For {option}, {endpoint.label.lower()} at {years} cannot be estimated: it lies "
+                    "beyond the follow-up of the data behind this model."
+                )
                 continue
             out[name].append(survival_sentence(option, endpoint, point, years, after))
     return out
@@ -433,18 +475,27 @@ def difference_sentences(prediction: dict, months: float = SENTENCE_MONTHS) -> d
             direction = "higher" if d["estimate"] > 0 else "lower"
             difference = f"{points} percentage point{'' if points == 1 else 's'} {direction}"
             if after is not None:
-                among = (f"At {years}, among patients with these characteristics who were still {endpoint.free_of} "
-                         f"at {months_text(after)}, the share still {endpoint.free_of} was")
-                compared = (f"about the same in those who received {a} as" if points == 0 else
-                            f"{difference} in those who received {a} than")
+                among = (
+                    f"At {years}, among patients with these characteristics who were still {endpoint.free_of} "
+                    f"at {months_text(after)}, the share still {endpoint.free_of} was"
+                )
+                compared = (
+                    f"about the same in those who received {a} as"
+                    if points == 0
+                    else f"{difference} in those who received {a} than"
+                )
                 out[name].append(f"{among} {compared} in those who received {b} ({interval}).")
                 continue
             if points == 0:
-                out[name].append(f"At {years}, the share {endpoint.free_of} was about the same in patients with these "
-                                 f"characteristics who received {a} as in those who received {b} ({interval}).")
+                out[name].append(
+                    f"At {years}, the share {endpoint.free_of} was about the same in patients with these "
+                    f"characteristics who received {a} as in those who received {b} ({interval})."
+                )
                 continue
-            out[name].append(f"At {years}, the share {endpoint.free_of} was {difference} in patients with these "
-                             f"characteristics who received {a} than in those who received {b} ({interval}).")
+            out[name].append(
+                f"At {years}, the share {endpoint.free_of} was {difference} in patients with these "
+                f"characteristics who received {a} than in those who received {b} ({interval})."
+            )
     return out
 
 
@@ -471,6 +522,7 @@ def described_inputs(form: PatientForm, prediction: dict, condition: bool = True
 
 
 # --- number formats used by the templates -------------------------------------------------------------------
+
 
 def _missing(value: Any) -> bool:
     return _finite(value) is None
@@ -514,9 +566,11 @@ def survival_ci(point: dict) -> str:
 @bp.app_template_filter()
 def months_ci(value: dict, missing: str = "not estimable", missing_bound: str = "n.e.") -> str:
     """Months with an interval, as '23.4 (18.0–30.2)'; for a median pass 'not reached', 'n.r.'."""
+
     def one(v: float | None) -> str:
         x = _finite(v)
         return missing_bound if x is None else f"{x:.1f}"
+
     if _missing(value.get("estimate")):
         return missing
     return f"{one(value['estimate'])} ({one(value['ci_lower'])}–{one(value['ci_upper'])})"
@@ -531,6 +585,7 @@ def difference_ci(value: dict, scale: float = 100.0, digits: int = 0) -> str:
     def one(v: float | None) -> str:
         x = _finite(v)
         return "n.e." if x is None else signed(x, scale, digits)
+
     return f"{one(value['estimate'])} ({one(value['ci_lower'])} to {one(value['ci_upper'])})"
 
 

@@ -39,9 +39,9 @@ REQUIRED: tuple[str, ...] = tuple(c.name for c in COVARIATES if c.required)
 OPTIONAL: tuple[str, ...] = tuple(c.name for c in COVARIATES if not c.required)
 OPTIONS: tuple[str, ...] = MODALITY.levels
 # Each option against the reference first, then the other options against each other, in the definitions' order.
-COMPARISONS: tuple[tuple[str, str], ...] = (
-    tuple((option, MODALITY.reference) for option in MODALITY.non_reference)
-    + tuple(itertools.combinations(MODALITY.non_reference, 2)))
+COMPARISONS: tuple[tuple[str, str], ...] = tuple(
+    (option, MODALITY.reference) for option in MODALITY.non_reference
+) + tuple(itertools.combinations(MODALITY.non_reference, 2))
 
 
 def _check() -> None:
@@ -80,8 +80,11 @@ def covariate_terms(cov: Covariate) -> list[str]:
 
 def modality_terms() -> list[str]:
     """Option effects relative to the reference option within each level of MODALITY_WITHIN."""
-    return [f"{MODALITY.name}[{m}]:{MODALITY_WITHIN.name}[{g}]"
-            for g in MODALITY_WITHIN.levels for m in MODALITY.non_reference]
+    return [
+        f"{MODALITY.name}[{m}]:{MODALITY_WITHIN.name}[{g}]"
+        for g in MODALITY_WITHIN.levels
+        for m in MODALITY.non_reference
+    ]
 
 
 def term_ids(optional: tuple[str, ...] | list[str] = ()) -> list[str]:
@@ -112,7 +115,7 @@ def term_label(term: str) -> str:
             if option == MODALITY.reference:
                 return f"{option}, {within}"
             return f"{option} vs {MODALITY.reference}, {within}"
-        (name, level), = parts.items()
+        ((name, level),) = parts.items()
         cov = BY_NAME[name]
     except (KeyError, ValueError):
         return term

@@ -45,17 +45,33 @@ TUMOR_BURDEN = Covariate(
     required=True,
     help="Share of the liver volume replaced by tumor, on the pre-treatment cross-sectional imaging.",
     level_labels={"<25%": "< 25%", "25-50%": "25-50%", "50-75%": "50-75%", ">75%": "> 75%"},
-    aliases={"< 25%": "<25%", "25–50%": "25-50%", "50–75%": "50-75%", "> 75%": ">75%",
-             "<25": "<25%", "25-50": "25-50%", "50-75": "50-75%", ">75": ">75%"},
+    aliases={
+        "< 25%": "<25%",
+        "25–50%": "25-50%",
+        "50–75%": "50-75%",
+        "> 75%": ">75%",
+        "<25": "<25%",
+        "25-50": "25-50%",
+        "50-75": "50-75%",
+        ">75": ">75%",
+    },
     alternative=NumericAlternative(
-        name="tumor_burden_pct", label="Or as a percentage of liver volume",
+        name="tumor_burden_pct",
+        label="Or as a percentage of liver volume",
         help="If you know the percentage, enter it: it is binned into the categories above.",
-        minimum=0.0, maximum=100.0, to_level=_burden_level, edges=(25.0, 50.0, 75.0), unit="%",
-        description="percent of liver volume"),
+        minimum=0.0,
+        maximum=100.0,
+        to_level=_burden_level,
+        edges=(25.0, 50.0, 75.0),
+        unit="%",
+        description="percent of liver volume",
+    ),
 )
 
 PRIOR_RESECTION_ABLATION = binary(
-    "prior_resection_ablation", "Prior hepatic resection or ablation", True,
+    "prior_resection_ablation",
+    "Prior hepatic resection or ablation",
+    True,
     "Any hepatic resection or thermal ablation of liver metastases before this embolotherapy.",
 )
 
@@ -66,33 +82,57 @@ TUMOR_TYPE = Covariate(
     reference="pancreatic",
     required=False,
     help="Site of the primary neuroendocrine tumor.",
-    level_labels={"pancreatic": "Pancreatic", "gut": "Gut (small bowel, colon, rectum)",
-                  "bronchial": "Bronchial", "other": "Other / unknown primary"},
-    aliases={"pancreas": "pancreatic", "pnet": "pancreatic", "small bowel": "gut", "gi": "gut",
-             "lung": "bronchial", "bronchopulmonary": "bronchial"},
+    level_labels={
+        "pancreatic": "Pancreatic",
+        "gut": "Gut (small bowel, colon, rectum)",
+        "bronchial": "Bronchial",
+        "other": "Other / unknown primary",
+    },
+    aliases={
+        "pancreas": "pancreatic",
+        "pnet": "pancreatic",
+        "small bowel": "gut",
+        "gi": "gut",
+        "lung": "bronchial",
+        "bronchopulmonary": "bronchial",
+    },
 )
 
 EXTRAHEPATIC_METASTASES = binary(
-    "extrahepatic_metastases", "Extrahepatic metastases", False,
+    "extrahepatic_metastases",
+    "Extrahepatic metastases",
+    False,
     "Metastases outside the liver (bone, lung, nodes, peritoneum) known at the time of embolotherapy.",
 )
 OCTREOTIDE = binary(
-    "octreotide", "Somatostatin analogue", False,
+    "octreotide",
+    "Somatostatin analogue",
+    False,
     f"Octreotide or lanreotide {_AT_DECISION}.",
 )
 BIOLOGIC = binary(
-    "biologic", "Biologic / targeted therapy", False,
+    "biologic",
+    "Biologic / targeted therapy",
+    False,
     f"Everolimus, sunitinib or another targeted agent {_AT_DECISION}.",
 )
 CYTOTOXIC = binary(
-    "cytotoxic", "Cytotoxic chemotherapy", False,
+    "cytotoxic",
+    "Cytotoxic chemotherapy",
+    False,
     f"Systemic cytotoxic chemotherapy (e.g. capecitabine/temozolomide, platinum-etoposide) {_AT_DECISION}.",
 )
 
 # The patient's characteristics, in the order the form, the card and the registry report show them.
 COVARIATES: tuple[Covariate, ...] = (
-    WHO_GRADE, TUMOR_BURDEN, PRIOR_RESECTION_ABLATION,
-    TUMOR_TYPE, EXTRAHEPATIC_METASTASES, OCTREOTIDE, BIOLOGIC, CYTOTOXIC,
+    WHO_GRADE,
+    TUMOR_BURDEN,
+    PRIOR_RESECTION_ABLATION,
+    TUMOR_TYPE,
+    EXTRAHEPATIC_METASTASES,
+    OCTREOTIDE,
+    BIOLOGIC,
+    CYTOTOXIC,
 )
 
 # The treatment options compared, the first being the reference of the option terms.
@@ -103,10 +143,22 @@ MODALITY = Covariate(
     reference="TACE",
     required=True,
     help="Conventional chemoembolization (TACE), radioembolization with Y-90 (SIRT), or bland embolization (TAE).",
-    level_labels={"TACE": "TACE (conventional chemoembolization)", "SIRT": "SIRT (Y-90 radioembolization)",
-                  "TAE": "TAE (bland embolization)"},
-    aliases={"tace": "TACE", "ctace": "TACE", "sirt": "SIRT", "y90": "SIRT", "y-90": "SIRT", "tare": "SIRT",
-             "radioembolization": "SIRT", "tae": "TAE", "bland": "TAE"},
+    level_labels={
+        "TACE": "TACE (conventional chemoembolization)",
+        "SIRT": "SIRT (Y-90 radioembolization)",
+        "TAE": "TAE (bland embolization)",
+    },
+    aliases={
+        "tace": "TACE",
+        "ctace": "TACE",
+        "sirt": "SIRT",
+        "y90": "SIRT",
+        "y-90": "SIRT",
+        "tare": "SIRT",
+        "radioembolization": "SIRT",
+        "tae": "TAE",
+        "bland": "TAE",
+    },
 )
 # The option effect is estimated within each level of this covariate (the seed's "embolotherapy by grade"), and the
 # "few similar patients" count is per level of it and option.
@@ -120,15 +172,28 @@ OPTION_STYLES: dict[str, OptionStyle] = {
 }
 
 ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint("hpfs", "Hepatic progression-free survival", "hpfs_months", "hpfs_event",
-             "hepatic progression", "free of hepatic progression",
-             "Time from the embolotherapy to hepatic (liver) progression. Death without hepatic progression ends "
-             "follow-up for this endpoint (it is censored, not counted as an event): the curve is the probability "
-             "of no hepatic progression in the absence of death (cause-specific), not of being alive and "
-             "progression-free.",
-             not_after="os"),
-    Endpoint("os", "Overall survival", "os_months", "os_event", "death", "alive",
-             "Time from the embolotherapy to death from any cause."),
+    Endpoint(
+        "hpfs",
+        "Hepatic progression-free survival",
+        "hpfs_months",
+        "hpfs_event",
+        "hepatic progression",
+        "free of hepatic progression",
+        "Time from the embolotherapy to hepatic (liver) progression. Death without hepatic progression ends "
+        "follow-up for this endpoint (it is censored, not counted as an event): the curve is the probability "
+        "of no hepatic progression in the absence of death (cause-specific), not of being alive and "
+        "progression-free.",
+        not_after="os",
+    ),
+    Endpoint(
+        "os",
+        "Overall survival",
+        "os_months",
+        "os_event",
+        "death",
+        "alive",
+        "Time from the embolotherapy to death from any cause.",
+    ),
 )
 
 # Landmark horizons shown by default and tabulated in the model card.

@@ -103,8 +103,9 @@ class EndpointModel:
         """The same model with every variance multiplied by ``factor`` (case weights 1/factor: point estimates
         unchanged, correlations kept)."""
         rs = replace(self.risk_sets, cum_var_hazard=self.risk_sets.cum_var_hazard * factor)
-        return replace(self, covariance=self.covariance * factor, risk_sets=rs,
-                       variance_scale=self.variance_scale * factor)
+        return replace(
+            self, covariance=self.covariance * factor, risk_sets=rs, variance_scale=self.variance_scale * factor
+        )
 
 
 @dataclass(frozen=True, eq=False)

@@ -117,15 +117,33 @@ def _number(value: object) -> float | None:
 
 
 BINARY_ALIASES = {
-    "0": "0", "1": "1", "no": "0", "yes": "1", "n": "0", "y": "1",
-    "false": "0", "true": "1", "f": "0", "t": "1", "0.0": "0", "1.0": "1",
+    "0": "0",
+    "1": "1",
+    "no": "0",
+    "yes": "1",
+    "n": "0",
+    "y": "1",
+    "false": "0",
+    "true": "1",
+    "f": "0",
+    "t": "1",
+    "0.0": "0",
+    "1.0": "1",
 }
 
 
 def binary(name: str, label: str, required: bool, help_text: str) -> Covariate:
     """A yes/no covariate: levels "0"/"1", reference "0", one term named after it."""
-    return Covariate(name=name, label=label, levels=("0", "1"), reference="0", required=required, help=help_text,
-                     level_labels={"0": "No", "1": "Yes"}, aliases=BINARY_ALIASES)
+    return Covariate(
+        name=name,
+        label=label,
+        levels=("0", "1"),
+        reference="0",
+        required=required,
+        help=help_text,
+        level_labels={"0": "No", "1": "Yes"},
+        aliases=BINARY_ALIASES,
+    )
 
 
 @dataclass(frozen=True)

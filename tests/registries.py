@@ -8,8 +8,14 @@ import pandas as pd
 from prognosis import covariates
 
 
-def random_registry(n: int, seed: int, *, optional: tuple[str, ...] = covariates.OPTIONAL,
-                    coef_scale: float = 0.5, round_to: float | None = None) -> pd.DataFrame:
+def random_registry(
+    n: int,
+    seed: int,
+    *,
+    optional: tuple[str, ...] = covariates.OPTIONAL,
+    coef_scale: float = 0.5,
+    round_to: float | None = None,
+) -> pd.DataFrame:
     """A registry whose true log-HRs are drawn at random (not the published ones).
 
     Times are exponential with a shared frailty-free PH truth per endpoint; ``round_to`` rounds times up to a grid
@@ -17,8 +23,13 @@ def random_registry(n: int, seed: int, *, optional: tuple[str, ...] = covariates
     """
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({"patient_id": [f"T{i:05d}" for i in range(n)]})
-    for cov in (covariates.WHO_GRADE, covariates.TUMOR_BURDEN, covariates.PRIOR_RESECTION_ABLATION,
-                covariates.MODALITY, *(covariates.BY_NAME[o] for o in optional)):
+    for cov in (
+        covariates.WHO_GRADE,
+        covariates.TUMOR_BURDEN,
+        covariates.PRIOR_RESECTION_ABLATION,
+        covariates.MODALITY,
+        *(covariates.BY_NAME[o] for o in optional),
+    ):
         p = rng.dirichlet(np.full(len(cov.levels), 3.0))
         frame[cov.name] = rng.choice(np.array(cov.levels, dtype=object), size=n, p=p)
     terms = covariates.term_ids(optional)

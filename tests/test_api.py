@@ -89,8 +89,9 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize(("kwargs", "status"), [(k, s) for _, k, s in BAD_REQUESTS],
-                         ids=[i for i, _, _ in BAD_REQUESTS])
+@pytest.mark.parametrize(
+    ("kwargs", "status"), [(k, s) for _, k, s in BAD_REQUESTS], ids=[i for i, _, _ in BAD_REQUESTS]
+)
 def test_bad_requests_get_4xx_about_the_body(client, kwargs, status):
     response = client.post(URL, **kwargs)
     assert response.status_code == status
@@ -127,8 +128,15 @@ def test_a_good_request_answers_with_the_contract(client):
 
 
 def test_horizons_and_every_optional_input(client):
-    body = {**GOOD, "tumor_type": "bronchial", "extrahepatic_metastases": False, "octreotide": True,
-            "biologic": False, "cytotoxic": True, "horizons_months": [6, 18.5]}
+    body = {
+        **GOOD,
+        "tumor_type": "bronchial",
+        "extrahepatic_metastases": False,
+        "octreotide": True,
+        "biologic": False,
+        "cytotoxic": True,
+        "horizons_months": [6, 18.5],
+    }
     response = post_json(client, body)
     assert response.status_code == 200
     for endpoint in ENDPOINTS:
@@ -235,9 +243,12 @@ def test_random_bytes_never_yield_a_5xx(app):
 
 valid_bodies = st.fixed_dictionaries(
     {c.name: st.sampled_from(api.json_levels(c)) for c in COVARIATES if c.required},
-    optional={**{c.name: st.none() | st.sampled_from(api.json_levels(c)) for c in COVARIATES if not c.required},
-              "horizons_months": st.lists(st.floats(min_value=0, max_value=240, exclude_min=True) | st.integers(1, 240),
-                                          min_size=1, max_size=10)},
+    optional={
+        **{c.name: st.none() | st.sampled_from(api.json_levels(c)) for c in COVARIATES if not c.required},
+        "horizons_months": st.lists(
+            st.floats(min_value=0, max_value=240, exclude_min=True) | st.integers(1, 240), min_size=1, max_size=10
+        ),
+    },
 )
 
 
@@ -259,13 +270,33 @@ def test_every_valid_body_scores(app):
 
 # --- numeric covariates and the texts every answer carries --------------------------------------------------------
 
-KI67 = Covariate(name="ki67_index", label="Ki-67 index", required=True, help="Ki-67 proliferation index.",
-                 kind=NUMERIC, unit="%", minimum=0.0, maximum=100.0)
+KI67 = Covariate(
+    name="ki67_index",
+    label="Ki-67 index",
+    required=True,
+    help="Ki-67 proliferation index.",
+    kind=NUMERIC,
+    unit="%",
+    minimum=0.0,
+    maximum=100.0,
+)
 
 
-@pytest.mark.parametrize(("value", "level"), [(12.5, "12.5"), (0, "0.0"), (100, "100.0"), (100.5, None), (-1, None),
-                                              (True, None), ("12", None), (None, None), ([12], None),
-                                              (10**400, None)])
+@pytest.mark.parametrize(
+    ("value", "level"),
+    [
+        (12.5, "12.5"),
+        (0, "0.0"),
+        (100, "100.0"),
+        (100.5, None),
+        (-1, None),
+        (True, None),
+        ("12", None),
+        (None, None),
+        ([12], None),
+        (10**400, None),
+    ],
+)
 def test_a_numeric_covariate_takes_a_json_number_within_its_range(value, level):
     assert api._level(KI67, value) == level
     assert api.json_type(KI67) == "number"

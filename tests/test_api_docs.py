@@ -31,11 +31,13 @@ def page_text(client) -> str:
 def rows(page: str, caption: str) -> dict[str, list[str]]:
     """A fields table of the page: field name -> its cells (type, allowed values, required, description), as text."""
     start = page.index(f">{html.escape(caption, quote=False)}</caption>")
-    table = page[start:page.index("</table>", start)]
+    table = page[start : page.index("</table>", start)]
     out = {}
     for name, cells in re.findall(r'<th scope="row"><code>([^<]+)</code></th>(.*?)</tr>', table, re.S):
-        out[html.unescape(name)] = [html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", cell)).strip())
-                                    for cell in re.findall(r"<td>(.*?)</td>", cells, re.S)]
+        out[html.unescape(name)] = [
+            html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", cell)).strip())
+            for cell in re.findall(r"<td>(.*?)</td>", cells, re.S)
+        ]
     return out
 
 
@@ -62,15 +64,23 @@ def test_every_request_field_with_its_type_allowed_values_and_whether_required(c
 def test_every_response_field_and_the_keys_of_its_maps(client):
     page = page_text(client)
     table = rows(page, "Fields of PredictResponse")
-    for name in ("model.model_version", "predictions", "predictions.<endpoint>", "predictions.<endpoint>.<option>",
-                 "predictions.<endpoint>.<option>.survival", "predictions.<endpoint>.<option>.landmarks[].months",
-                 "predictions.<endpoint>.<option>.median_months.ci_upper", "contrasts.<endpoint>[].rmst_difference",
-                 "similar_patients", "warnings"):
+    for name in (
+        "model.model_version",
+        "predictions",
+        "predictions.<endpoint>",
+        "predictions.<endpoint>.<option>",
+        "predictions.<endpoint>.<option>.survival",
+        "predictions.<endpoint>.<option>.landmarks[].months",
+        "predictions.<endpoint>.<option>.median_months.ci_upper",
+        "contrasts.<endpoint>[].rmst_difference",
+        "similar_patients",
+        "warnings",
+    ):
         assert name in table, name
     assert table["predictions"][1] == "one key per endpoint: " + ", ".join(ENDPOINTS)
     assert table["predictions.<endpoint>"][1] == "one key per option: " + ", ".join(OPTIONS)
     assert table["predictions.<endpoint>.<option>.landmarks[].survival"][0] == "number or null"
-    keys = html.unescape(page[page.index('id="keys"'):])
+    keys = html.unescape(page[page.index('id="keys"') :])
     for name, endpoint in ENDPOINTS.items():
         assert f"<code>{name}</code> ({endpoint.label})" in keys
     assert rows(page, "Fields of Errors")["errors[].message"][0] == "string"
@@ -108,8 +118,10 @@ def test_the_example_is_what_the_api_answers(client, app):
 
 def test_the_abridged_json_cuts_long_arrays_and_rounds():
     text = api_docs.abridged_json({"a": [0.123456, 1, 2, 3, 4, 5], "b": [{"x": None}], "c": "é", "d": [1, 2, 3, 4]})
-    assert text == ('{\n  "a": [0.1235, 1, 2, … 3 more],\n  "b": [\n    {\n      "x": null\n    }\n  ],\n'
-                    '  "c": "é",\n  "d": [1, 2, 3, 4]\n}')
+    assert text == (
+        '{\n  "a": [0.1235, 1, 2, … 3 more],\n  "b": [\n    {\n      "x": null\n    }\n  ],\n'
+        '  "c": "é",\n  "d": [1, 2, 3, 4]\n}'
+    )
 
 
 def test_the_page_links_the_json_and_works_without_a_model(broken_app):
@@ -133,6 +145,5 @@ def test_a_field_added_to_the_definitions_appears_with_no_edit(tmp_path):
         print("ok")
     """)
     env = {**os.environ, "PROGNOSIS_DEFINITIONS": "tests.extension_definitions"}
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]

@@ -33,6 +33,7 @@ ROWS_SHOWN = "spreadsheet row numbers"  # every message about a row says how row
 
 # --- the corpus: name, file, what the message must say ---------------------------------------------------------
 
+
 def _csv(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False)
 
@@ -71,30 +72,53 @@ FORMULA = r"column '{}': a spreadsheet formula .* in row {} \(spreadsheet row nu
 
 # (id, file name, builder(frame) -> bytes, regex the message must match)
 CORPUS = [
-    ("latin-1", "registry.csv",
-     lambda f: _csv(_with(f, 0, "patient_id", "Émile-001")).encode("latin-1"), NOT_UTF8),
+    ("latin-1", "registry.csv", lambda f: _csv(_with(f, 0, "patient_id", "Émile-001")).encode("latin-1"), NOT_UTF8),
     ("utf-16", "registry.csv", lambda f: _csv(f).encode("utf-16"), NOT_UTF8),
     ("utf-16-be without BOM", "registry.csv", lambda f: _csv(f).encode("utf-16-be"), r"UTF-16|encoding"),
     ("truncated xlsx", "registry.xlsx", lambda f: _xlsx(f)[: len(_xlsx(f)) // 2], NOT_XLSX),
     ("csv renamed .xlsx", "registry.xlsx", lambda f: _csv(f).encode(), NOT_XLSX),
-    ("truncated parquet", "registry.parquet", lambda f: _parquet(f)[: len(_parquet(f)) // 2],
-     r"not a readable Parquet file"),
-    ("formula in a value", "registry.csv", lambda f: _csv(_with(f, 4, "who_grade", "=1+1")).encode(),
-     FORMULA.format("who_grade", 6)),
-    ("formula in an id (CSV injection)", "registry.csv",
-     lambda f: _csv(_with(f, 4, "patient_id", '=HYPERLINK("http://example.invalid","x")')).encode(),
-     FORMULA.format("patient_id", 6)),
-    ("@ formula", "registry.csv", lambda f: _csv(_with(f, 9, "tumor_type", "@SUM(A1)")).encode(),
-     FORMULA.format("tumor_type", 11)),
-    ("unquoted formula shifting columns", "registry.csv",
-     lambda f: _header_plus(f, '=HYPERLINK("http://x","y"),' + ",".join(["1"] * (f.shape[1] - 1))).encode(),
-     r"more cells than header columns in row 4 \(spreadsheet row numbers; header = row 1\)"),
-    ("duplicated column", "registry.csv",
-     lambda f: _csv(f.assign(extra=f["who_grade"]).rename(columns={"extra": "who_grade"})).encode(),
-     r"duplicate column 'who_grade'"),
-    ("duplicated column up to case and spaces", "registry.csv",
-     lambda f: _csv(f.assign(extra=f["who_grade"]).rename(columns={"extra": " WHO_Grade "})).encode(),
-     r"duplicate column 'who_grade'"),
+    (
+        "truncated parquet",
+        "registry.parquet",
+        lambda f: _parquet(f)[: len(_parquet(f)) // 2],
+        r"not a readable Parquet file",
+    ),
+    (
+        "formula in a value",
+        "registry.csv",
+        lambda f: _csv(_with(f, 4, "who_grade", "=1+1")).encode(),
+        FORMULA.format("who_grade", 6),
+    ),
+    (
+        "formula in an id (CSV injection)",
+        "registry.csv",
+        lambda f: _csv(_with(f, 4, "patient_id", '=HYPERLINK("http://example.invalid","x")')).encode(),
+        FORMULA.format("patient_id", 6),
+    ),
+    (
+        "@ formula",
+        "registry.csv",
+        lambda f: _csv(_with(f, 9, "tumor_type", "@SUM(A1)")).encode(),
+        FORMULA.format("tumor_type", 11),
+    ),
+    (
+        "unquoted formula shifting columns",
+        "registry.csv",
+        lambda f: _header_plus(f, '=HYPERLINK("http://x","y"),' + ",".join(["1"] * (f.shape[1] - 1))).encode(),
+        r"more cells than header columns in row 4 \(spreadsheet row numbers; header = row 1\)",
+    ),
+    (
+        "duplicated column",
+        "registry.csv",
+        lambda f: _csv(f.assign(extra=f["who_grade"]).rename(columns={"extra": "who_grade"})).encode(),
+        r"duplicate column 'who_grade'",
+    ),
+    (
+        "duplicated column up to case and spaces",
+        "registry.csv",
+        lambda f: _csv(f.assign(extra=f["who_grade"]).rename(columns={"extra": " WHO_Grade "})).encode(),
+        r"duplicate column 'who_grade'",
+    ),
     ("0 bytes", "registry.csv", lambda f: b"", r"empty file"),
     ("only blank lines and a BOM", "registry.csv", lambda f: b"\xef\xbb\xbf\n\r\n\n", r"empty CSV file \(no header"),
     ("header only", "registry.csv", lambda f: (_csv(f).splitlines()[0] + "\n").encode(), r"no data rows"),
@@ -103,22 +127,38 @@ CORPUS = [
     ("binary garbage named .csv", "registry.csv", lambda f: _noise(20_000, 1), NOT_UTF8),
     ("a PNG named .csv", "registry.csv", lambda f: b"\x89PNG\r\n\x1a\n" + _noise(2_000, 2), NOT_UTF8),
     ("NUL bytes", "registry.csv", lambda f: _header_plus(f, "\x00" * 40).encode(), r"row 4"),
-    ("one 200 kB field", "registry.csv", lambda f: _header_plus(f, '"' + "x" * 200_000 + '"').encode(),
-     r"malformed CSV near line 4 \(field larger than field limit"),
+    (
+        "one 200 kB field",
+        "registry.csv",
+        lambda f: _header_plus(f, '"' + "x" * 200_000 + '"').encode(),
+        r"malformed CSV near line 4 \(field larger than field limit",
+    ),
     ("unclosed quote", "registry.csv", lambda f: _header_plus(f, '"P-404,2,<25%').encode(), r"row 4"),
-    ("required column missing", "registry.csv", lambda f: _csv(f.drop(columns=["who_grade"])).encode(),
-     r"who_grade"),
-    ("text in a number column", "registry.csv", lambda f: _csv(_with(f, 10, "os_months", "twelve")).encode(),
-     r"column 'os_months': not a number of months in row 12"),
-    ("unknown category", "registry.csv", lambda f: _csv(_with(f, 2, "tumor_burden", "lots")).encode(),
-     r"column 'tumor_burden': unknown value 'lots' in row 4"),
-    ("an image named .parquet", "registry.parquet", lambda f: b"\x89PNG\r\n\x1a\n" + _noise(2_000, 3),
-     r"not a readable Parquet file"),
+    ("required column missing", "registry.csv", lambda f: _csv(f.drop(columns=["who_grade"])).encode(), r"who_grade"),
+    (
+        "text in a number column",
+        "registry.csv",
+        lambda f: _csv(_with(f, 10, "os_months", "twelve")).encode(),
+        r"column 'os_months': not a number of months in row 12",
+    ),
+    (
+        "unknown category",
+        "registry.csv",
+        lambda f: _csv(_with(f, 2, "tumor_burden", "lots")).encode(),
+        r"column 'tumor_burden': unknown value 'lots' in row 4",
+    ),
+    (
+        "an image named .parquet",
+        "registry.parquet",
+        lambda f: b"\x89PNG\r\n\x1a\n" + _noise(2_000, 3),
+        r"not a readable Parquet file",
+    ),
     ("unsupported extension", "registry.xls", lambda f: _xlsx(f), r"unsupported file type '\.xls'"),
 ]
 
 
 # --- fixtures ---------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
@@ -158,10 +198,9 @@ def assert_clear_failure(message: str, source: Path, pattern: str) -> None:
 
 # --- the corpus, in-process -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("name", "builder", "pattern"),
-                         [pytest.param(f, b, p, id=i) for i, f, b, p in CORPUS])
-def test_bad_registry_is_refused_clearly_and_changes_nothing(name, builder, pattern, frame, served, tmp_path,
-                                                             capsys):
+
+@pytest.mark.parametrize(("name", "builder", "pattern"), [pytest.param(f, b, p, id=i) for i, f, b, p in CORPUS])
+def test_bad_registry_is_refused_clearly_and_changes_nothing(name, builder, pattern, frame, served, tmp_path, capsys):
     source = tmp_path / name
     source.write_bytes(builder(frame))
     before = snapshot(served)
@@ -187,11 +226,17 @@ def test_the_corpus_is_broad():
 
 # --- the real command line ----------------------------------------------------------------------------------------
 
+
 def run_fit(source: Path, out: Path, timeout: float) -> tuple[subprocess.CompletedProcess, int, float]:
     """``python -m training fit``, with its peak resident memory (sampled) and wall time."""
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "training", "fit", "--data", str(source), "--out", str(out)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training", "fit", "--data", str(source), "--out", str(out)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     peak = 0
     watched = psutil.Process(proc.pid)
     while proc.poll() is None:
@@ -245,5 +290,6 @@ def test_a_million_rows_with_an_error_in_the_last_one(served, tmp_path):
     assert snapshot(served) == before
     # Bounded: linear in the file (about 30 bytes of memory per byte of CSV here), far from the machine's limits.
     assert peak < 3 * 1024**3, f"peak RSS {peak / 1024**2:.0f} MiB for a {size / 1024**2:.0f} MiB file"
-    print(f"1,000,001-line CSV ({size / 1024**2:.0f} MiB): refused in {seconds:.1f} s, peak RSS "
-          f"{peak / 1024**2:.0f} MiB")
+    print(
+        f"1,000,001-line CSV ({size / 1024**2:.0f} MiB): refused in {seconds:.1f} s, peak RSS {peak / 1024**2:.0f} MiB"
+    )

@@ -74,8 +74,15 @@ def test_every_row_equals_the_single_patient_api(client, horizons, condition):
     assert [r["index"] for r in answer["results"]] == list(range(len(patients)))
     assert answer["horizons_months"] == [float(h) for h in (horizons or DEFAULT_HORIZONS_MONTHS)]
     for patient, result in zip(patients, answer["results"], strict=True):
-        single = post(client, {**patient, **({"horizons_months": horizons} if horizons else {}),
-                               **({"conditional_on_months": condition} if condition else {})}, SINGLE).json
+        single = post(
+            client,
+            {
+                **patient,
+                **({"horizons_months": horizons} if horizons else {}),
+                **({"conditional_on_months": condition} if condition else {}),
+            },
+            SINGLE,
+        ).json
         assert set(result["predictions"]) == set(ENDPOINTS)
         for name in ENDPOINTS:
             assert set(result["predictions"][name]) == set(OPTIONS)
@@ -109,8 +116,12 @@ def test_each_patient_gets_its_own_errors_and_the_others_are_scored(client):
     for i, patient in enumerate(bad, start=1):
         assert results[i] == {"index": i, "errors": single_errors(client, patient)}  # the single route's messages
     horizons = results[len(bad) + 1]["errors"]
-    assert horizons == [{"field": "horizons_months", "message": "unknown field in a patient: give horizons_months "
-                                                                "once for the whole batch, beside patients"}]
+    assert horizons == [
+        {
+            "field": "horizons_months",
+            "message": "unknown field in a patient: give horizons_months once for the whole batch, beside patients",
+        }
+    ]
     for i in range(len(bad) + 2, len(patients) - 1):
         assert results[i]["errors"] == [{"field": "patient", "message": "must be a JSON object"}]
 
@@ -139,8 +150,13 @@ def test_the_patient_limit_is_enforced_with_a_clear_400(client):
     assert post(client, {"patients": [GOOD] * most}).status_code == 200
     response = post(client, {"patients": [GOOD] * (most + 1)})
     assert response.status_code == 400
-    assert response.json["errors"] == [{"field": "patients", "message": f"too many patients: at most {most} per "
-                                        f"request, {most + 1} sent; split them over several requests"}]
+    assert response.json["errors"] == [
+        {
+            "field": "patients",
+            "message": f"too many patients: at most {most} per "
+            f"request, {most + 1} sent; split them over several requests",
+        }
+    ]
 
 
 def test_the_batch_has_a_body_limit_of_its_own_that_fits_its_patients(client, app):
@@ -162,24 +178,32 @@ def test_the_batch_has_a_body_limit_of_its_own_that_fits_its_patients(client, ap
 @pytest.mark.parametrize(("size", "status"), [(40_000, 200), (Config.BATCH_MAX_CONTENT_LENGTH + 10, 413)])
 def test_a_streamed_batch_is_bounded_by_the_batch_limit(client, size, status):
     patients = json.dumps([GOOD] * 2000)[1:-1]
-    text = '{"patients": [' + patients[:max(0, size - 20)].rsplit("}", 1)[0] + "}]}"
+    text = '{"patients": [' + patients[: max(0, size - 20)].rsplit("}", 1)[0] + "}]}"
     if status == 413:
         text = '{"patients": [' + ", ".join([json.dumps(GOOD)] * (size // 60)) + "]}"
-    response = client.post(URL, input_stream=io.BytesIO(text.encode()),
-                           headers={"Transfer-Encoding": "chunked", "Content-Type": "application/json"},
-                           environ_overrides={"CONTENT_LENGTH": "", "wsgi.input_terminated": True})
+    response = client.post(
+        URL,
+        input_stream=io.BytesIO(text.encode()),
+        headers={"Transfer-Encoding": "chunked", "Content-Type": "application/json"},
+        environ_overrides={"CONTENT_LENGTH": "", "wsgi.input_terminated": True},
+    )
     assert response.status_code == status, response.json
     if status == 413:
         assert response.json["errors"][0]["field"] == "body"
 
 
 def test_the_limits_are_configurable(model_dir):
-    client = create_app({**TEST_CONFIG, "MODEL_DIR": model_dir, "BATCH_MAX_PATIENTS": 3,
-                         "BATCH_MAX_CONTENT_LENGTH": 2048}).test_client()
+    client = create_app(
+        {**TEST_CONFIG, "MODEL_DIR": model_dir, "BATCH_MAX_PATIENTS": 3, "BATCH_MAX_CONTENT_LENGTH": 2048}
+    ).test_client()
     assert post(client, {"patients": [GOOD] * 3}).status_code == 200
     assert post(client, {"patients": [GOOD] * 4}).status_code == 400
-    assert client.post(URL, data=json.dumps({"patients": [GOOD], "x": "y" * 3000}),
-                       content_type="application/json").status_code == 413
+    assert (
+        client.post(
+            URL, data=json.dumps({"patients": [GOOD], "x": "y" * 3000}), content_type="application/json"
+        ).status_code
+        == 413
+    )
     document = client.get("/api/v1/openapi.json").json
     assert document["components"]["schemas"]["BatchRequest"]["properties"]["patients"]["maxItems"] == 3
     assert "At most 3 patients per request" in document["paths"][URL]["post"]["description"]
@@ -199,8 +223,12 @@ def test_rate_limiting_counts_a_batch_by_its_patients(model_dir):
     assert [client.post(SINGLE, json=GOOD).status_code for _ in range(3)] == [200] * 3
     # A batch larger than the bucket still passes once the client has been idle: it costs at most the bucket.
     other = {"REMOTE_ADDR": "10.0.0.9"}
-    big = client.post(URL, data=json.dumps({"patients": [GOOD] * Config.BATCH_MAX_PATIENTS}),
-                      content_type="application/json", environ_base=other)
+    big = client.post(
+        URL,
+        data=json.dumps({"patients": [GOOD] * Config.BATCH_MAX_PATIENTS}),
+        content_type="application/json",
+        environ_base=other,
+    )
     assert big.status_code == 200
     assert client.post(SINGLE, json=GOOD, environ_base=other).status_code == 429
     # A refused batch (bad body) costs one request, like any other.
@@ -259,8 +287,10 @@ def test_schemathesis_finds_no_server_error_and_no_departure_from_the_document(a
 def test_every_combination_of_a_small_grid_scores(client):
     """Every required combination at once, each with its own answer, in one request."""
     required = [cov for cov in COVARIATES if cov.required]
-    patients = [dict(zip([c.name for c in required], values, strict=True))
-                for values in itertools.product(*(api.json_levels(c) for c in required))]
+    patients = [
+        dict(zip([c.name for c in required], values, strict=True))
+        for values in itertools.product(*(api.json_levels(c) for c in required))
+    ]
     answer = post(client, {"patients": patients}).json
     assert answer["scored"] == len(patients)
     firsts = {json.dumps(r["predictions"], sort_keys=True) for r in answer["results"]}

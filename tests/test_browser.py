@@ -192,7 +192,7 @@ def rgb(hex_colour: str) -> str:
     digits = hex_colour.lstrip("#")
     if len(digits) == 3:
         digits = "".join(c * 2 for c in digits)
-    return "rgb({}, {}, {})".format(*(int(digits[i:i + 2], 16) for i in (0, 2, 4)))
+    return "rgb({}, {}, {})".format(*(int(digits[i : i + 2], 16) for i in (0, 2, 4)))
 
 
 def test_a_grade_3_result_says_how_little_evidence_there_is_and_prints_on_one_page(watched, base_url):
@@ -257,8 +257,9 @@ def test_a_conditional_result_draws_from_the_condition_and_reads_from_there(watc
     """Issue 12.1: the condition said first, the curves from s on the months-since-embolotherapy axis, values read
     from s on (before it the readout says why there is none), and a screenshot to look at."""
     page = watched().page
-    page.goto(base_url + "/result?who_grade=2&tumor_burden=25-50%25&prior_resection_ablation=0"
-              "&conditional_on_months=12")
+    page.goto(
+        base_url + "/result?who_grade=2&tumor_burden=25-50%25&prior_resection_ablation=0&conditional_on_months=12"
+    )
     box = page.locator("aside.condition")
     assert box.is_visible() and box.bounding_box()["y"] < page.locator("svg.chart").first.bounding_box()["y"]
     for endpoint in ENDPOINTS.values():

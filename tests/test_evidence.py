@@ -90,9 +90,9 @@ def test_shipped_standard_errors_match_the_published_ones():
 
         for r in rows:
             assert r["published_se"] == pytest.approx(
-                abs(np.log(r["published_hr"])) / norm.ppf(1 - r["published_p_value"] / 2), rel=1e-12)
-        assert card["endpoints"][endpoint]["published_se_agreement"]["median_ratio"] == pytest.approx(
-            np.median(ratios))
+                abs(np.log(r["published_hr"])) / norm.ppf(1 - r["published_p_value"] / 2), rel=1e-12
+            )
+        assert card["endpoints"][endpoint]["published_se_agreement"]["median_ratio"] == pytest.approx(np.median(ratios))
 
 
 def test_a_grade_3_difference_is_as_uncertain_as_the_study():
@@ -118,8 +118,10 @@ def test_methods_table_is_the_shipped_cards():
     for endpoint in covariates.ENDPOINTS:
         for row in card["endpoints"][endpoint]["multivariate"]:
             if "published_se" in row:
-                pattern = (rf"\| {endpoint.upper()} \| `{re.escape(row['term'])}` \|[^|]*\| "
-                           rf"{row['published_se']:.3f} \| {row['se']:.3f} \| {row['se_ratio']:.2f} \|")
+                pattern = (
+                    rf"\| {endpoint.upper()} \| `{re.escape(row['term'])}` \|[^|]*\| "
+                    rf"{row['published_se']:.3f} \| {row['se']:.3f} \| {row['se_ratio']:.2f} \|"
+                )
                 assert re.search(pattern, text), (endpoint, row["term"])
 
 

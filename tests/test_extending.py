@@ -23,14 +23,21 @@ EXTENDED = "tests.extension_definitions"
 
 def run_python(code: str, tmp_path: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PROGNOSIS_DEFINITIONS": EXTENDED, "CALCULATOR_MODEL_DIR": str(tmp_path / "served")}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def run_module(args: list[str], tmp_path: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PROGNOSIS_DEFINITIONS": EXTENDED, "CALCULATOR_MODEL_DIR": str(tmp_path / "served")}
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 # A registry drawn from the definitions alone: every covariate, option and endpoint they name, proportional hazards
@@ -82,17 +89,20 @@ def test_the_registry_and_the_fit_follow_the_definitions(fitted):
     terms = [row["term"] for row in card["endpoints"]["pfs"]["multivariate"]]
     assert "ki67_index" in terms and "modality[PRRT]:who_grade[3]" in terms
     labels = {row["term"]: row["label"] for row in card["endpoints"]["os"]["multivariate"]}
-    assert labels["ki67_index"] == "Ki-67 index (per %)" and labels["modality[PRRT]:who_grade[2]"] == \
-        "PRRT vs TACE, grade 2"
+    assert (
+        labels["ki67_index"] == "Ki-67 index (per %)"
+        and labels["modality[PRRT]:who_grade[2]"] == "PRRT vs TACE, grade 2"
+    )
     univariate = {row["term"] for row in card["endpoints"]["hpfs"]["univariate"]}
     assert {"ki67_index", "modality[PRRT]:who_grade[1]"} <= univariate
 
 
 def test_scoring_and_the_api_follow_the_definitions(fitted):
-    done = run_python(f"""
+    done = run_python(
+        f"""
         import json
         from calculator import create_app
-        app = create_app({{"TESTING": True, "MODEL_DIR": {str(fitted / 'model')!r}, "WTF_CSRF_ENABLED": False,
+        app = create_app({{"TESTING": True, "MODEL_DIR": {str(fitted / "model")!r}, "WTF_CSRF_ENABLED": False,
                            "RATE_LIMIT_PER_MINUTE": 0}})
         client = app.test_client()
         body = {{"who_grade": 3, "tumor_burden": "25-50%", "prior_resection_ablation": False, "ki67_index": 35.5}}
@@ -119,15 +129,18 @@ def test_scoring_and_the_api_follow_the_definitions(fitted):
         card = client.get("/model").get_data(as_text=True)
         assert "PRRT" in card and "Progression-free survival" in card
         print("ok")
-    """, fitted)
+    """,
+        fitted,
+    )
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
 
 
 def test_a_model_with_terms_the_definitions_lack_is_refused(fitted):
     """The extended model under the project's own definitions (no PRRT, no pfs): refused at load, clearly."""
     env = {k: v for k, v in os.environ.items() if k != "PROGNOSIS_DEFINITIONS"}
-    code = (f"from prognosis.store import load_model, ModelLoadError\ntry:\n    load_model({str(fitted / 'model')!r})\n"
-            "except ModelLoadError as exc:\n    print(exc)\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=120)
+    code = (
+        f"from prognosis.store import load_model, ModelLoadError\ntry:\n    load_model({str(fitted / 'model')!r})\n"
+        "except ModelLoadError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert "uses terms the definitions (prognosis.definitions) do not have" in done.stdout, done.stderr

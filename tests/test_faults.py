@@ -44,6 +44,7 @@ def other_version(model_dir, tmp_path_factory) -> Path:
 
 # --- the model directory breaks, then is repaired ---------------------------------------------------------------
 
+
 def _change_a_file(d: Path, stash: dict):
     stash["bytes"] = (d / "os.npz").read_bytes()
     (d / "os.npz").write_bytes(stash["bytes"] + b"\0")
@@ -88,8 +89,9 @@ BREAKAGES = [
 
 
 @pytest.mark.parametrize(("breakage", "reason", "api_status"), BREAKAGES)
-def test_a_broken_model_directory_makes_the_app_not_ready_until_repaired(breakage, reason, api_status, model_dir,
-                                                                         tmp_path):
+def test_a_broken_model_directory_makes_the_app_not_ready_until_repaired(
+    breakage, reason, api_status, model_dir, tmp_path
+):
     served = tmp_path / "models" / "v1"
     shutil.copytree(model_dir, served)
     client = create_app({**TEST_CONFIG, "MODEL_DIR": served}).test_client()
@@ -131,15 +133,23 @@ for _ in range(3):
 def test_an_unreadable_model_file_makes_the_app_not_ready_until_readable(model_dir, tmp_path):
     served = tmp_path / "v1"
     shutil.copytree(model_dir, served)
-    drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search",
-            "--inh-caps", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
-    child = subprocess.Popen([*drop, sys.executable, "-c", UNREADABLE_CHILD, str(served)], cwd=REPO,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    drop = (
+        ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-dac_override,-dac_read_search"]
+        if os.geteuid() == 0
+        else []
+    )
+    child = subprocess.Popen(
+        [*drop, sys.executable, "-c", UNREADABLE_CHILD, str(served)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
     def answer() -> list:
         for line in child.stdout:
             if line.startswith("ANSWER "):
-                return json.loads(line[len("ANSWER "):])
+                return json.loads(line[len("ANSWER ") :])
         raise AssertionError("the child ended without answering")
 
     def step() -> None:
@@ -206,6 +216,7 @@ def test_a_passing_check_is_trusted_for_the_configured_interval(model_dir, tmp_p
 
 # --- under gunicorn: a worker killed under load, and the directory breaking ----------------------------------------
 
+
 class Load(threading.Thread):
     """One client sending predictions back to back, until stopped (at most ``limit`` requests or ``seconds``)."""
 
@@ -231,8 +242,9 @@ def server(model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("gunicorn")
     served = root / "v1"
     shutil.copytree(model_dir, served)
-    with GunicornServer(served, workers=2, log_path=root / "gunicorn.log",
-                        env={"CALCULATOR_READY_RECHECK_SECONDS": "0"}) as running:
+    with GunicornServer(
+        served, workers=2, log_path=root / "gunicorn.log", env={"CALCULATOR_READY_RECHECK_SECONDS": "0"}
+    ) as running:
         running.served = served
         yield running
 
@@ -274,8 +286,10 @@ def test_a_worker_killed_under_load_is_replaced_and_requests_keep_succeeding(ser
     assert all(o == "200" for t, o in outcomes if t > killed_at + 1.0)
     assert server.process.pid == master and server.process.poll() is None
     assert any(f"Worker (pid:{victim})" in r.get("message", "") for r in server.records())
-    print(f"{len(outcomes)} requests, {len(failures)} dropped at the kill: {failures}; replacement loaded "
-          f"{replaced_at - killed_at:.1f} s after it")
+    print(
+        f"{len(outcomes)} requests, {len(failures)} dropped at the kill: {failures}; replacement loaded "
+        f"{replaced_at - killed_at:.1f} s after it"
+    )
 
 
 def test_under_gunicorn_a_broken_directory_is_not_ready_on_every_worker_and_recovers(server):

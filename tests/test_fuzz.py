@@ -41,6 +41,7 @@ MAX_HORIZONS, MAX_HORIZON = 10, 240.0
 
 # --- the API: generated bodies and the oracle ----------------------------------------------------------------------
 
+
 def valid_value(field: str, value: Any, last_event: float = math.inf) -> bool:
     """Whether CONTRACT.md allows ``value`` for ``field`` (None means unknown, allowed for optional fields);
     ``last_event``: the served model's earliest last event time, which bounds the condition."""
@@ -55,8 +56,11 @@ def valid_value(field: str, value: Any, last_event: float = math.inf) -> bool:
     if field in OPTIONAL_BOOLS:
         return value is None or type(value) is bool
     if field == "horizons_months":
-        return (type(value) is list and 1 <= len(value) <= MAX_HORIZONS
-                and all(type(h) in (int, float) and math.isfinite(h) and 0 < h <= MAX_HORIZON for h in value))
+        return (
+            type(value) is list
+            and 1 <= len(value) <= MAX_HORIZONS
+            and all(type(h) in (int, float) and math.isfinite(h) and 0 < h <= MAX_HORIZON for h in value)
+        )
     if field == "conditional_on_months":
         return value is None or (type(value) in (int, float) and math.isfinite(value) and 0 <= value <= last_event)
     return False
@@ -75,9 +79,13 @@ def expected_error_fields(body: Any, last_event: float = math.inf) -> set[str]:
 
 
 junk = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=12), st.lists(st.integers(0, 5), max_size=3), st.dictionaries(st.text(max_size=3),
-                                                                                      st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    st.lists(st.integers(0, 5), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
 horizon = st.one_of(st.integers(-5, 300), st.floats(-10, 300, allow_nan=False), st.booleans(), st.text(max_size=3))
 FIELD_VALUES = {
@@ -86,11 +94,15 @@ FIELD_VALUES = {
     "prior_resection_ablation": st.one_of(st.booleans(), st.sampled_from([0, 1, "true", "yes"]), junk),
     "tumor_type": st.one_of(st.none(), st.sampled_from(TUMOR_TYPES), st.sampled_from(["Gut", "liver", 2]), junk),
     **{name: st.one_of(st.none(), st.booleans(), st.sampled_from([0, 1, "false"]), junk) for name in OPTIONAL_BOOLS},
-    "horizons_months": st.one_of(st.lists(st.integers(1, 240), min_size=1, max_size=10),
-                                 st.lists(st.floats(0.5, 240), min_size=1, max_size=10), st.lists(horizon, max_size=12),
-                                 junk),
-    "conditional_on_months": st.one_of(st.none(), st.floats(0, 60), st.integers(-5, 400), st.sampled_from([1e9, -0.1]),
-                                       junk),
+    "horizons_months": st.one_of(
+        st.lists(st.integers(1, 240), min_size=1, max_size=10),
+        st.lists(st.floats(0.5, 240), min_size=1, max_size=10),
+        st.lists(horizon, max_size=12),
+        junk,
+    ),
+    "conditional_on_months": st.one_of(
+        st.none(), st.floats(0, 60), st.integers(-5, 400), st.sampled_from([1e9, -0.1]), junk
+    ),
 }
 
 # Valid values only, drawn directly (filtering the mixed ones would discard most examples).
@@ -159,8 +171,10 @@ def check_api_case(client, body: Any, last_event: float | None = None) -> int:
 
 def strict_json(data: bytes) -> Any:
     """Parse as JSON proper: NaN and Infinity are not JSON, and strict clients reject the whole document."""
+
     def refuse(constant: str) -> None:
         raise AssertionError(f"{constant} in a response")
+
     return json.loads(data, parse_constant=refuse)
 
 
@@ -225,16 +239,29 @@ def test_every_fully_specified_patient_scores_to_finite_numbers_with_the_shipped
     """All 1,536 patients without an unknown input (the long fuzzing run found survivals underflowing to 0)."""
     import itertools
 
-    levels = {"who_grade": "123", "tumor_burden": BURDENS, "prior_resection_ablation": "01",
-              "tumor_type": TUMOR_TYPES, **dict.fromkeys(OPTIONAL_BOOLS, "01")}
+    levels = {
+        "who_grade": "123",
+        "tumor_burden": BURDENS,
+        "prior_resection_ablation": "01",
+        "tumor_type": TUMOR_TYPES,
+        **dict.fromkeys(OPTIONAL_BOOLS, "01"),
+    }
     patients = [dict(zip(levels, combination, strict=True)) for combination in itertools.product(*levels.values())]
     failures = [p for p in patients if not scores_finitely(shipped, p)]
     assert not failures, f"{len(failures)} patients, e.g. {failures[0]}"
 
 
 def test_a_patient_with_an_unknown_input_scores_to_finite_numbers_where_survival_underflows(shipped):
-    patient = {"who_grade": "3", "tumor_burden": ">75%", "prior_resection_ablation": "1", "tumor_type": "gut",
-               "extrahepatic_metastases": "0", "octreotide": "0", "biologic": "1", "cytotoxic": None}
+    patient = {
+        "who_grade": "3",
+        "tumor_burden": ">75%",
+        "prior_resection_ablation": "1",
+        "tumor_type": "gut",
+        "extrahepatic_metastases": "0",
+        "octreotide": "0",
+        "biologic": "1",
+        "cytotoxic": None,
+    }
     assert scores_finitely(shipped, patient)
 
 
@@ -295,9 +322,11 @@ def form_is_valid(data: dict[str, str]) -> bool:
 
 
 pct_text = st.one_of(
-    st.just(""), st.integers(-20, 130).map(str), st.floats(0, 100).map(lambda x: f"{x:.2f}".replace(".", ",")),
-    st.floats(0, 100).map(lambda x: f"{x:g} %"), st.sampled_from(["abc", "nan", "inf", "1e400", "25", "50", "75",
-                                                                 "75.0001", " 12 ", "%", "-0"]),
+    st.just(""),
+    st.integers(-20, 130).map(str),
+    st.floats(0, 100).map(lambda x: f"{x:.2f}".replace(".", ",")),
+    st.floats(0, 100).map(lambda x: f"{x:g} %"),
+    st.sampled_from(["abc", "nan", "inf", "1e400", "25", "50", "75", "75.0001", " 12 ", "%", "-0"]),
     st.text(max_size=6),
 )
 
@@ -315,8 +344,9 @@ def form_submissions(draw) -> dict[str, str]:
             pct = draw(st.floats(0, 100))
             typed = [f"{pct:g}", f"{pct:.1f} %", f"{pct:.2f}".replace(".", ",")]
             data["tumor_burden_pct"] = draw(st.sampled_from(typed))
-            data["tumor_burden"] = draw(st.sampled_from(["", burden_category(float(data["tumor_burden_pct"]
-                                                                                   .rstrip(" %").replace(",", ".")))]))
+            data["tumor_burden"] = draw(
+                st.sampled_from(["", burden_category(float(data["tumor_burden_pct"].rstrip(" %").replace(",", ".")))])
+            )
         return data
     for field, levels in FORM_LEVELS.items():
         choice = draw(st.integers(0, 9))
@@ -370,6 +400,7 @@ def test_generated_form_submissions_redirect_or_show_messages_never_fail(client)
 
 
 # --- schemathesis, from the API's own OpenAPI document ----------------------------------------------------------------
+
 
 def _names_a_field(error: dict) -> bool:
     field, message = error.get("field"), error.get("message")

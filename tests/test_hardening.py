@@ -50,8 +50,9 @@ RESPONSES = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "kwargs", "status"), [r[1:] for r in RESPONSES],
-                         ids=[r[0] for r in RESPONSES])
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status"), [r[1:] for r in RESPONSES], ids=[r[0] for r in RESPONSES]
+)
 def test_every_response_carries_the_security_headers(client, method, path, kwargs, status):
     with getattr(client, method)(path, **kwargs) as response:
         assert response.status_code == status
@@ -75,6 +76,7 @@ def test_errors_under_the_api_are_json_with_field_level_messages(client):
 
 # --- CSRF ---------------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("token", [None, "", "forged", "from another session"])
 def test_a_form_post_without_a_valid_csrf_token_is_refused_with_400(csrf_app, token):
     client = csrf_app.test_client()
@@ -96,6 +98,7 @@ def test_the_token_of_the_same_session_is_accepted(csrf_app):
 
 # --- body size ----------------------------------------------------------------------------------------------------
 
+
 def test_body_size_limit_is_configurable(model_dir):
     client = create_app({**TEST_CONFIG, "MODEL_DIR": model_dir, "MAX_CONTENT_LENGTH": 512}).test_client()
     padded = {**GOOD, "tumor_type": None}
@@ -106,6 +109,7 @@ def test_body_size_limit_is_configurable(model_dir):
 
 
 # --- cookies --------------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("secure", [False, True])
 def test_the_session_cookie_is_httponly_samesite_and_secure_when_configured(model_dir, secure):
@@ -125,9 +129,11 @@ def test_the_api_sets_no_cookie(client):
 
 # --- rate limiting ----------------------------------------------------------------------------------------------------
 
+
 def limited_client(model_dir, per_minute: int, **config):
-    return create_app({**TEST_CONFIG, "MODEL_DIR": model_dir, "RATE_LIMIT_PER_MINUTE": per_minute,
-                       **config}).test_client()
+    return create_app(
+        {**TEST_CONFIG, "MODEL_DIR": model_dir, "RATE_LIMIT_PER_MINUTE": per_minute, **config}
+    ).test_client()
 
 
 def test_the_api_answers_429_with_a_json_error_past_the_limit(model_dir):
@@ -178,15 +184,19 @@ def test_token_buckets_forget_idle_clients_to_bound_memory(monkeypatch):
 
 # --- request ids ------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("sent", "kept"), [
-    ("4f1c2a9e-77b0-4c1e-9d55-0a2c3b4d5e6f", True),
-    ("Root=1-67891233-abcdef012345678912345678", True),
-    ("x" * 128, True),
-    ("x" * 129, False),
-    ('"}{"level": "CRITICAL', False),
-    ("grade 3; burden >75%", False),
-    ("", False),
-])
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("4f1c2a9e-77b0-4c1e-9d55-0a2c3b4d5e6f", True),
+        ("Root=1-67891233-abcdef012345678912345678", True),
+        ("x" * 128, True),
+        ("x" * 129, False),
+        ('"}{"level": "CRITICAL', False),
+        ("grade 3; burden >75%", False),
+        ("", False),
+    ],
+)
 def test_a_sane_request_id_is_kept_and_anything_else_replaced(client, sent, kept):
     response = client.get("/healthz", headers={"X-Request-ID": sent})
     echoed = response.headers["X-Request-ID"]
@@ -201,6 +211,7 @@ def test_generated_request_ids_differ(client):
 
 # --- logs: JSON lines, request ids, never a patient's inputs ------------------------------------------------------
 
+
 def log_records(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -208,13 +219,24 @@ def log_records(text: str) -> list[dict]:
 def test_logs_are_json_lines_with_request_ids_and_no_patient_inputs(app, capsys):
     client = app.test_client()
     capsys.readouterr()
-    patient = {"who_grade": 3, "tumor_burden": ">75%", "prior_resection_ablation": False,
-               "tumor_type": "bronchial", "extrahepatic_metastases": True, "octreotide": False,
-               "horizons_months": [17.77, 33.33]}
+    patient = {
+        "who_grade": 3,
+        "tumor_burden": ">75%",
+        "prior_resection_ablation": False,
+        "tumor_type": "bronchial",
+        "extrahepatic_metastases": True,
+        "octreotide": False,
+        "horizons_months": [17.77, 33.33],
+    }
     api = client.post(API, json=patient, headers={"X-Request-ID": "trace-api-1"})
     assert api.status_code == 200
-    form = {"who_grade": "3", "tumor_burden": "", "tumor_burden_pct": "81.234", "prior_resection_ablation": "1",
-            "tumor_type": "bronchial"}
+    form = {
+        "who_grade": "3",
+        "tumor_burden": "",
+        "tumor_burden_pct": "81.234",
+        "prior_resection_ablation": "1",
+        "tumor_type": "bronchial",
+    }
     posted = client.post("/", data=form)
     assert posted.status_code == 303
     page = client.get(posted.headers["Location"], headers={"X-Request-ID": "trace-page-1"})
@@ -228,12 +250,28 @@ def test_logs_are_json_lines_with_request_ids_and_no_patient_inputs(app, capsys)
     records = log_records(out)  # every line is one JSON object
     requests = [r for r in records if r["message"] == "request"]
     assert [(r["method"], r["path"], r["status"]) for r in requests] == [
-        ("POST", API, 200), ("POST", "/", 303), ("GET", "/result", 200), ("POST", API, 400), ("POST", "/", 200)]
+        ("POST", API, 200),
+        ("POST", "/", 303),
+        ("GET", "/result", 200),
+        ("POST", API, 400),
+        ("POST", "/", 200),
+    ]
     by_id = {r["request_id"]: r for r in requests}
     assert by_id["trace-api-1"]["path"] == API and by_id["trace-page-1"]["path"] == "/result"
     assert all(isinstance(r["duration_ms"], float) and r["level"] == "INFO" for r in requests)
-    for value in ("bronchial", ">75%", "%3E75%25", "17.77", "33.33", "81.234", "31337", "4242.5", "tumor_burden",
-                  "who_grade", "?"):
+    for value in (
+        "bronchial",
+        ">75%",
+        "%3E75%25",
+        "17.77",
+        "33.33",
+        "81.234",
+        "31337",
+        "4242.5",
+        "tumor_burden",
+        "who_grade",
+        "?",
+    ):
         assert value not in out, value
 
 
@@ -248,6 +286,7 @@ def test_a_failing_model_is_logged_without_inputs(broken_app, capsys):
 
 
 # --- a tampered artifact is refused before unpickling ---------------------------------------------------------
+
 
 class _Exploit:
     """Unpickling this runs code: it would create a file. It must never be unpickled."""
@@ -280,8 +319,11 @@ def test_a_streamed_body_without_a_length_is_bounded_too(client, size, status):
     """Chunked bodies have no Content-Length for werkzeug to check: they are read up to the limit and refused past it
     (werkzeug alone would cut them silently and judge the truncated body)."""
     body = io.BytesIO(b"[" + b"0," * (size // 2) + b"0]")
-    response = client.post(API, input_stream=body, headers={"Transfer-Encoding": "chunked",
-                                                            "Content-Type": "application/json"},
-                           environ_overrides={"CONTENT_LENGTH": "", "wsgi.input_terminated": True})  # as gunicorn
+    response = client.post(
+        API,
+        input_stream=body,
+        headers={"Transfer-Encoding": "chunked", "Content-Type": "application/json"},
+        environ_overrides={"CONTENT_LENGTH": "", "wsgi.input_terminated": True},
+    )  # as gunicorn
     assert response.status_code == status
     assert response.json["errors"][0]["field"] == "body"

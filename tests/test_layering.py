@@ -29,14 +29,20 @@ def imported_roots(package: str) -> dict[str, set[str]]:
     return out
 
 
-@pytest.mark.parametrize("package,forbidden", [
-    ("prognosis", ("calculator", "training", "pandas", *WEB, *FITTING)),
-    ("calculator", ("training", *FITTING)),
-    ("training", ("calculator", *WEB)),
-])
+@pytest.mark.parametrize(
+    "package,forbidden",
+    [
+        ("prognosis", ("calculator", "training", "pandas", *WEB, *FITTING)),
+        ("calculator", ("training", *FITTING)),
+        ("training", ("calculator", *WEB)),
+    ],
+)
 def test_imports_point_one_way(package, forbidden):
-    offenders = {module: sorted(roots & set(forbidden)) for module, roots in imported_roots(package).items()
-                 if roots & set(forbidden)}
+    offenders = {
+        module: sorted(roots & set(forbidden))
+        for module, roots in imported_roots(package).items()
+        if roots & set(forbidden)
+    }
     assert offenders == {}
 
 
@@ -50,9 +56,11 @@ def loaded_after(code: str) -> set[str]:
 
 def test_the_training_cli_loads_no_web_stack():
     """Must show: ``python -m training --help`` loads no Flask, Werkzeug or WTForms module."""
-    loaded = loaded_after("import contextlib, io\nfrom training.__main__ import main\n"
-                          "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
-                          "    main(['--help'])")
+    loaded = loaded_after(
+        "import contextlib, io\nfrom training.__main__ import main\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['--help'])"
+    )
     assert "training" in loaded and not loaded & set(WEB)
 
 
@@ -65,6 +73,8 @@ def test_scoring_loads_numpy_and_scipy_only():
 
 
 def test_the_served_app_needs_no_fitting_library():
-    loaded = loaded_after("from calculator import create_app\napp = create_app({'TESTING': True})\n"
-                          "import calculator.api, calculator.views")
+    loaded = loaded_after(
+        "from calculator import create_app\napp = create_app({'TESTING': True})\n"
+        "import calculator.api, calculator.views"
+    )
     assert "flask" in loaded and not loaded & set(FITTING)

@@ -60,7 +60,7 @@ def section(page: str, key: str) -> str:
 def svg(page: str, title_id: str) -> str:
     """The <svg> element labelled by ``title_id``."""
     start = page.rindex("<svg", 0, page.index(f'id="{title_id}"'))
-    return page[start:page.index("</svg>", start) + len("</svg>")]
+    return page[start : page.index("</svg>", start) + len("</svg>")]
 
 
 def shown(group: dict) -> bool:
@@ -89,7 +89,7 @@ def test_every_section_heading_is_present_in_order(client, model_dir):
 def test_the_header_names_version_source_and_the_synthetic_notice(client, model_dir):
     page = get_page(client)
     card = card_of(model_dir)
-    header = page[page.index('<header class="card-header">'):page.index("</header>", page.index("card-header"))]
+    header = page[page.index('<header class="card-header">') : page.index("</header>", page.index("card-header"))]
     assert card["created_at"] in header and card["model_version"] in header
     assert 'class="notice-synthetic"' in header and "SYNTHETIC registry" in header
     assert "Cite as" in header and card["data"]["sha256"][:12] in header and "Chen JX" in header
@@ -172,9 +172,9 @@ def test_calibration_plots_show_one_point_per_group_at_each_horizon(client, mode
             assert figure.count('class="diagonal"') == 1
             assert f'data-months="{horizon["months"]:g}"' in figure
         # the table: one row per group, with every horizon's predicted and observed values
-        table = calibration[calibration.index(f"calibration-{name}-heading"):]
-        table = table[table.index('<table class="card-table calibration-table">'):]
-        table = table[:table.index("</table>")]
+        table = calibration[calibration.index(f"calibration-{name}-heading") :]
+        table = table[table.index('<table class="card-table calibration-table">') :]
+        table = table[: table.index("</table>")]
         assert len(re.findall(r'<tr><th scope="row">\d+</th>', table)) == len(horizons[0]["groups"])
         for horizon in horizons:
             for g in horizon["groups"]:
@@ -197,12 +197,16 @@ def test_the_ph_table_flags_each_term_that_fails(client, model_dir):
     card = card_of(model_dir)
     page = section(get_page(client), "proportional-hazards")
     assert page.count('<table class="card-table ph-table">') == 1
-    table = page[page.index('<table class="card-table ph-table">'):page.index("</table>")]
+    table = page[page.index('<table class="card-table ph-table">') : page.index("</table>")]
     labels = {t["term"]: t["label"] for t in card["model"]["terms"]}
     rows = re.findall(r'<tr><th scope="row">([^<]+)</th>', table)
     assert rows == [html.escape(labels[t["term"]], quote=False) for t in card["validation"]["hpfs"]["ph_test"]["terms"]]
-    failing = [(name, t["term"]) for name in ("hpfs", "os") for t in card["validation"][name]["ph_test"]["terms"]
-               if t["p"] is not None and t["p"] < 0.05]
+    failing = [
+        (name, t["term"])
+        for name in ("hpfs", "os")
+        for t in card["validation"][name]["ph_test"]["terms"]
+        if t["p"] is not None and t["p"] < 0.05
+    ]
     global_failing = [name for name in ("hpfs", "os") if card["validation"][name]["ph_test"]["global_p"] < 0.05]
     assert table.count('class="ph-fail"') == len(failing) + len(global_failing)
     failing_endpoints = {name for name, _ in failing} | set(global_failing)
@@ -236,8 +240,9 @@ def test_figures_are_accessible_and_ids_unique(client, model_dir):
     assert [i for i, n in Counter(ids).items() if n > 1] == []
     figures = re.findall(r'<svg class="figure-svg[^"]*"[^>]*>', page)
     validation = card_of(model_dir)["validation"]
-    smoothed = sum(e.get("estimable", True) for name in ("hpfs", "os")
-                   for e in validation[name].get("smoothed_calibration", []))
+    smoothed = sum(
+        e.get("estimable", True) for name in ("hpfs", "os") for e in validation[name].get("smoothed_calibration", [])
+    )
     # forest plots, calibration plots, Kaplan–Meier charts, smoothed calibration curves (when validation gives them)
     assert len(figures) == 2 + 2 * 3 + 2 + smoothed
     for tag in figures:
@@ -271,12 +276,29 @@ def test_an_older_card_renders_what_it_has(app, monkeypatch):
 
     with app.app_context():
         model = views.get_model()
-    for key in ("validation", "predictors", "outcomes", "model", "intended_users", "eligibility", "missing_data",
-                "limitations", "changelog", "data_dates"):
+    for key in (
+        "validation",
+        "predictors",
+        "outcomes",
+        "model",
+        "intended_users",
+        "eligibility",
+        "missing_data",
+        "limitations",
+        "changelog",
+        "data_dates",
+    ):
         monkeypatch.delitem(model.card, key)
     page = get_page(app.test_client())
-    for key in ("predictors", "outcomes", "missing-data", "eligibility", "limitations", "changelog",
-                *VALIDATION_SECTIONS):
+    for key in (
+        "predictors",
+        "outcomes",
+        "missing-data",
+        "eligibility",
+        "limitations",
+        "changelog",
+        *VALIDATION_SECTIONS,
+    ):
         assert "not available" in section(page, key), key
     for name in ("hpfs", "os"):  # labels fall back to the estimates' own
         assert svg(page, f"forest-{name}-title").count('class="forest-hr"') == 19
@@ -289,9 +311,9 @@ def test_unknown_keys_are_shown_generically_and_known_ones_are_not(app, monkeypa
         model = views.get_model()
     monkeypatch.setitem(model.card, "fairness", {"subgroups": ["grade 3"], "gap": 0.0123456})
     page = get_page(app.test_client())
-    other = page[page.index('<h2 id="other-details">'):]
+    other = page[page.index('<h2 id="other-details">') :]
     assert "fairness" in other and "grade 3" in other and "0.01235" in other
-    assert '<dl class="generic">' not in page[:page.index('<h2 id="other-details">')]  # no validation dumped
+    assert '<dl class="generic">' not in page[: page.index('<h2 id="other-details">')]  # no validation dumped
 
 
 def test_the_shipped_model_card_is_complete_and_under_1_mb():
@@ -308,18 +330,21 @@ def test_the_shipped_model_card_is_complete_and_under_1_mb():
     assert "not available" not in page
     for name, ep in card["endpoints"].items():
         assert svg(page, f"forest-{name}-title").count('class="forest-hr"') == len(ep["multivariate"])
-    assert page.count('<circle class="cal-point') == sum(shown(g) for name in card["endpoints"]
-                                                  for h in card["validation"][name]["calibration"]
-                                                  for g in h["groups"])
+    assert page.count('<circle class="cal-point') == sum(
+        shown(g) for name in card["endpoints"] for h in card["validation"][name]["calibration"] for g in h["groups"]
+    )
     assert "[0.0, " not in page  # no raw arrays dumped
     assert_clean_markup(page)
 
 
 # --- the geometry, without the page ---------------------------------------------------------------------------
 
+
 def test_forest_plot_uses_a_log_scale_and_cuts_wide_intervals():
-    rows = [{"term": "a", "hr": 1.0, "ci_lower": 0.5, "ci_upper": 2.0},
-            {"term": "b", "hr": 2.0, "ci_lower": 0.001, "ci_upper": 500.0, "published_hr": 4.0}]
+    rows = [
+        {"term": "a", "hr": 1.0, "ci_lower": 0.5, "ci_upper": 2.0},
+        {"term": "b", "hr": 2.0, "ci_lower": 0.001, "ci_upper": 500.0, "published_hr": 4.0},
+    ]
     plot = card_figures.forest_plot(rows)
     assert plot is not None and plot.markers == 2 and plot.has_published
     a, b = plot.rows
@@ -332,29 +357,47 @@ def test_forest_plot_uses_a_log_scale_and_cuts_wide_intervals():
 
 
 def test_calibration_and_risk_group_figures_tolerate_missing_values():
-    horizon = {"months": 36.0, "groups": [
-        {"group": 1, "predicted": 0.6, "observed": 0.58, "ci_lower": 0.5, "ci_upper": 0.66, "within_ci": True},
-        {"group": 2, "predicted": 0.1, "observed": None, "ci_lower": None, "ci_upper": None, "within_ci": None},
-        {"group": 3, "predicted": 0.0, "observed": 0.0, "ci_lower": None, "ci_upper": None, "within_ci": None}]}
+    horizon = {
+        "months": 36.0,
+        "groups": [
+            {"group": 1, "predicted": 0.6, "observed": 0.58, "ci_lower": 0.5, "ci_upper": 0.66, "within_ci": True},
+            {"group": 2, "predicted": 0.1, "observed": None, "ci_lower": None, "ci_upper": None, "within_ci": None},
+            {"group": 3, "predicted": 0.0, "observed": 0.0, "ci_lower": None, "ci_upper": None, "within_ci": None},
+        ],
+    }
     plot = card_figures.calibration_plot(horizon)
     assert plot is not None and [p.group for p in plot.points] == [1, 3]
     assert plot.points[1].lower is None and plot.points[1].upper is None
     assert plot.ticks[0].label == "0%" and plot.ticks[-1].label == "60%"
     assert card_figures.calibration_plot({"months": 12.0, "groups": []}) is None
     assert card_figures.risk_group_chart({"months": [], "groups": []}) is None
-    chart = card_figures.risk_group_chart({"months": [0.0, 1.0, 2.0], "groups": [
-        {"group": 1, "n": 5, "events": 2, "observed": [1.0, 0.8, None], "ci_lower": [1.0, 0.5, None],
-         "ci_upper": [1.0, 0.95, None], "predicted": [1.0, 0.85, 0.7]}]})
+    chart = card_figures.risk_group_chart(
+        {
+            "months": [0.0, 1.0, 2.0],
+            "groups": [
+                {
+                    "group": 1,
+                    "n": 5,
+                    "events": 2,
+                    "observed": [1.0, 0.8, None],
+                    "ci_lower": [1.0, 0.5, None],
+                    "ci_upper": [1.0, 0.95, None],
+                    "predicted": [1.0, 0.85, 0.7],
+                }
+            ],
+        }
+    )
     assert chart is not None and chart.series[0].observed.count(",") == 3  # (0,1) (1,1) (1,0.8): up to the gap
     assert chart.table_months == ()
 
 
 # --- what the card says about its evidence (issue 8) ------------------------------------------------------------
 
+
 def endpoint_block(page: str, name: str) -> str:
     """One endpoint's part of the hazard-ratio section."""
     start = page.index(f'<section class="card-endpoint" aria-labelledby="card-{name}-heading">')
-    return page[start:page.index("</section>", start)]
+    return page[start : page.index("</section>", start)]
 
 
 def test_each_multivariate_term_shows_its_se_beside_the_published_one(client, model_dir):
@@ -363,7 +406,7 @@ def test_each_multivariate_term_shows_its_se_beside_the_published_one(client, mo
     hazard = section(page, "hazard-ratios")
     for name, ep in card["endpoints"].items():
         block = endpoint_block(hazard, name)
-        table = block[block.index('<table class="estimates">'):block.index("</table>")]
+        table = block[block.index('<table class="estimates">') : block.index("</table>")]
         assert "SE of log HR" in table and "Published SE" in table and "SE ratio" in table
         rows = re.findall(r"<tr>\s*<th scope=\"row\">.*?</tr>", table, re.S)
         assert len(rows) == len(ep["multivariate"])
@@ -375,8 +418,11 @@ def test_each_multivariate_term_shows_its_se_beside_the_published_one(client, mo
             else:
                 assert '<td class="published published-se">–</td>' in row
         agreement = ep["published_se_agreement"]
-        assert re.search(rf"over the {agreement['terms']} multivariate terms whose published SE\s+can be recovered: "
-                         rf"median ratio <strong>{agreement['median_ratio']:.2f}</strong>", block)
+        assert re.search(
+            rf"over the {agreement['terms']} multivariate terms whose published SE\s+can be recovered: "
+            rf"median ratio <strong>{agreement['median_ratio']:.2f}</strong>",
+            block,
+        )
 
 
 def test_the_card_shows_the_evidence_size_and_the_attribution(client, model_dir):
@@ -385,7 +431,7 @@ def test_the_card_shows_the_evidence_size_and_the_attribution(client, model_dir)
     assert card["data"]["evidence_patients"]
     assert f"<dt>Evidence size</dt><dd>{card['data']['evidence_patients']} patients" in section(page, "data")
     attribution = card["published"]["attribution"]
-    header = page[page.index('<header class="card-header">'):page.index("</header>", page.index("card-header"))]
+    header = page[page.index('<header class="card-header">') : page.index("</header>", page.index("card-header"))]
     hazard = html.unescape(section(page, "hazard-ratios"))
     assert attribution in html.unescape(header) and attribution in hazard
     assert card["published"]["se_note"] in hazard
@@ -414,14 +460,22 @@ def test_multiple_imputation_shows_its_numbers(app, monkeypatch):
         model = views.get_model()
     terms = [row["term"] for row in model.card["endpoints"]["hpfs"]["multivariate"]]
     fmi = {name: {term: 0.01 * (i + 1) for i, term in enumerate(terms)} for name in model.card["endpoints"]}
-    monkeypatch.setitem(model.card, "missing_data", {
-        "method": "multiple_imputation", "imputations": 20, "rows_imputed": 431,
-        "imputed_columns": ["tumor_type", "cytotoxic"], "fraction_missing_information": fmi})
+    monkeypatch.setitem(
+        model.card,
+        "missing_data",
+        {
+            "method": "multiple_imputation",
+            "imputations": 20,
+            "rows_imputed": 431,
+            "imputed_columns": ["tumor_type", "cytotoxic"],
+            "fraction_missing_information": fmi,
+        },
+    )
     missing = section(get_page(app.test_client()), "missing-data")
     assert "<dd>Multiple imputation</dd>" in missing
     assert "<dt>Imputations</dt><dd>20</dd>" in missing and "<dt>Rows imputed</dt><dd>431</dd>" in missing
     assert "<code>tumor_type</code>, <code>cytotoxic</code>" in missing
-    table = missing[missing.index('<table class="card-table fraction-missing">'):missing.index("</table>")]
+    table = missing[missing.index('<table class="card-table fraction-missing">') : missing.index("</table>")]
     assert len(re.findall(r'<tr><th scope="row">', table)) == len(terms)
     assert f"<td>{0.01 * len(terms):.3f}</td>" in table
     assert "not available" not in missing

@@ -26,13 +26,34 @@ from tests.browser_support import ARTIFACTS, chromium, printed_pages, served, sh
 from tests.conftest import VALID_FORM
 
 GRADE_3 = {**VALID_FORM, MODALITY_WITHIN.name: MODALITY_WITHIN.levels[-1]}
-PATIENTS = [VALID_FORM, {**VALID_FORM, "tumor_type": "gut", "octreotide": "1"}, GRADE_3,
-            {**GRADE_3, "tumor_burden": ">75%", "prior_resection_ablation": "1"}]
+PATIENTS = [
+    VALID_FORM,
+    {**VALID_FORM, "tumor_type": "gut", "octreotide": "1"},
+    GRADE_3,
+    {**GRADE_3, "tumor_burden": ">75%", "prior_resection_ablation": "1"},
+]
 # Words a patient should not meet unexplained: abbreviations (as written) and statistics (in any case).
 ABBREVIATIONS = ["HR", "CI", "Cox", "RMST", *(ep.short for ep in ENDPOINTS.values())]
-STATISTICS = ["hazard", "confidence", r"95\s*%", "median", "censor", "cause-specific", "confounding", "covariate",
-              "p-value", r"\bn\.e\.", r"\bn\.r\.", "landmark", "endpoint", "probability", "percentage point",
-              r"\bvs\b", r"about 0\b", r"about 100\b"]
+STATISTICS = [
+    "hazard",
+    "confidence",
+    r"95\s*%",
+    "median",
+    "censor",
+    "cause-specific",
+    "confounding",
+    "covariate",
+    "p-value",
+    r"\bn\.e\.",
+    r"\bn\.r\.",
+    "landmark",
+    "endpoint",
+    "probability",
+    "percentage point",
+    r"\bvs\b",
+    r"about 0\b",
+    r"about 100\b",
+]
 
 
 def patient_page(client, query: dict[str, str], years: int | None = None) -> str:
@@ -44,9 +65,10 @@ def patient_page(client, query: dict[str, str], years: int | None = None) -> str
 def figures(page: str, name: str, with_count: bool = False) -> dict[str, str] | dict[str, tuple[str, str]]:
     """Each option's figure (icon array and words) in one endpoint's section; with its data-count if asked."""
     start = page.index(f'<section class="patient-endpoint" aria-labelledby="{name}-heading">')
-    section = page[start:page.index("</section>", start)]
-    found = re.findall(r'<figure class="icon-panel" data-option="([^"]+)" data-count="(\d*)">(.*?)</figure>',
-                       section, re.S)
+    section = page[start : page.index("</section>", start)]
+    found = re.findall(
+        r'<figure class="icon-panel" data-option="([^"]+)" data-count="(\d*)">(.*?)</figure>', section, re.S
+    )
     return {option: (count, figure) if with_count else figure for option, count, figure in found}
 
 
@@ -57,36 +79,52 @@ def text_of(fragment: str) -> str:
 def summary_percentages(page: str, name: str) -> dict[str, dict[float, str]]:
     """The result page's landmark survival, as shown in its summary table: option -> months -> '46%'."""
     start = page.index(f'<section class="endpoint" id="{name}"')
-    table = page[page.index('<table class="summary">', start):]
-    table = table[:table.index("</table>")]
+    table = page[page.index('<table class="summary">', start) :]
+    table = table[: table.index("</table>")]
     months = [float(m) for m in re.findall(r'<th scope="col">([\d.]+) months</th>', table)]
     out = {}
-    for option, cells in re.findall(r'<th scope="row"><span class="key option-\d+" aria-hidden="true"></span>'
-                                    r'([^<]+)</th>\s*<td>[^<]*</td>\s*((?:<td>[^<]*</td>\s*)+)', table):
-        values = re.findall(r"<td>([^<]*)</td>", cells)[:len(months)]
+    for option, cells in re.findall(
+        r'<th scope="row"><span class="key option-\d+" aria-hidden="true"></span>'
+        r"([^<]+)</th>\s*<td>[^<]*</td>\s*((?:<td>[^<]*</td>\s*)+)",
+        table,
+    ):
+        values = re.findall(r"<td>([^<]*)</td>", cells)[: len(months)]
         out[html.unescape(option)] = {m: html.unescape(v).split(" ")[0] for m, v in zip(months, values, strict=True)}
     return out
 
 
 # --- words and numbers --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("p", "count", "words"), [
-    (0.456, 46, "about 46"), (0.011, 1, "about 1"), (0.004, 0, "fewer than 1"), (0.0, 0, "fewer than 1"),
-    (0.996, 100, "more than 99"), (1.0, 100, "about 100"), (0.995, 100, "more than 99"), (0.994, 99, "about 99"),
-])
+
+@pytest.mark.parametrize(
+    ("p", "count", "words"),
+    [
+        (0.456, 46, "about 46"),
+        (0.011, 1, "about 1"),
+        (0.004, 0, "fewer than 1"),
+        (0.0, 0, "fewer than 1"),
+        (0.996, 100, "more than 99"),
+        (1.0, 100, "about 100"),
+        (0.995, 100, "more than 99"),
+        (0.994, 99, "about 99"),
+    ],
+)
 def test_numbers_in_100_never_round_to_0(p, count, words):
     assert in_100(p) == (count, words)
 
 
-@pytest.mark.parametrize(("lower", "upper", "text"), [
-    (0.38, 0.53, "It could be as few as 38 or as many as 53 in 100."),
-    (0.001, 0.4, "It could be fewer than 1 or as many as 40 in 100."),
-    (0.97, 0.999, "It could be as few as 97 or more than 99 in 100."),
-    (0.001, 0.999, "It could be fewer than 1 or more than 99 in 100."),
-    (0.0001, 0.004, "Even allowing for this, it is fewer than 1 in 100."),
-    (0.996, 0.999, "Even allowing for this, it is more than 99 in 100."),
-    (0.451, 0.454, "Even allowing for this, it is about 45 in 100."),
-])
+@pytest.mark.parametrize(
+    ("lower", "upper", "text"),
+    [
+        (0.38, 0.53, "It could be as few as 38 or as many as 53 in 100."),
+        (0.001, 0.4, "It could be fewer than 1 or as many as 40 in 100."),
+        (0.97, 0.999, "It could be as few as 97 or more than 99 in 100."),
+        (0.001, 0.999, "It could be fewer than 1 or more than 99 in 100."),
+        (0.0001, 0.004, "Even allowing for this, it is fewer than 1 in 100."),
+        (0.996, 0.999, "Even allowing for this, it is more than 99 in 100."),
+        (0.451, 0.454, "Even allowing for this, it is about 45 in 100."),
+    ],
+)
 def test_the_uncertainty_in_words(lower, upper, text):
     assert uncertainty_text(lower, upper) == text
 
@@ -104,6 +142,7 @@ def test_the_horizons_are_the_default_landmarks_in_whole_years():
 
 # --- the page -----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("query", PATIENTS)
 def test_the_numbers_equal_the_results_landmark_survival_rounded(client, app, query):
     from calculator import views
@@ -118,8 +157,9 @@ def test_the_numbers_equal_the_results_landmark_survival_rounded(client, app, qu
         for name in ENDPOINTS:
             shown = summary_percentages(result, name)
             for option, (count, figure) in figures(page, name, with_count=True).items():
-                point = next(p for p in prediction["predictions"][name][option]["landmarks"]
-                             if p["months"] == 12 * years)
+                point = next(
+                    p for p in prediction["predictions"][name][option]["landmarks"] if p["months"] == 12 * years
+                )
                 words = text_of(figure)
                 if point["survival"] is None:
                     assert "Not known" in words and "<svg" not in figure
@@ -141,8 +181,8 @@ def test_the_numbers_equal_the_results_landmark_survival_rounded(client, app, qu
                 low, high = round(100 * point["ci_lower"]), round(100 * point["ci_upper"])
                 uncertainty = uncertainty_text(point["ci_lower"], point["ci_upper"])
                 assert uncertainty in words
-                assert (f"as few as {low}" in uncertainty or low == 0 or "Even allowing" in uncertainty)
-                assert (f"as many as {high}" in uncertainty or high >= 100 or "Even allowing" in uncertainty)
+                assert f"as few as {low}" in uncertainty or low == 0 or "Even allowing" in uncertainty
+                assert f"as many as {high}" in uncertainty or high >= 100 or "Even allowing" in uncertainty
                 assert count == str(expected)
 
 
@@ -154,8 +194,11 @@ def test_each_icon_array_has_a_text_equivalent_for_screen_readers(client):
             assert svg, (name, option)
             title = re.search(rf'<title id="{svg.group(1)}">([^<]+)</title>', figure).group(1)
             count = len(re.findall(r'class="person kept', figure))
-            assert re.match(rf"(About {count}|Fewer than 1|More than 99) of 100 people (was|were) "
-                            rf"{re.escape(endpoint.free_of)} after 2 years: ", html.unescape(title))
+            assert re.match(
+                rf"(About {count}|Fewer than 1|More than 99) of 100 people (was|were) "
+                rf"{re.escape(endpoint.free_of)} after 2 years: ",
+                html.unescape(title),
+            )
             assert (f"{count} filled figure" in title) or count in (0, 100)
 
 
@@ -163,8 +206,8 @@ def test_plain_words_without_jargon(client):
     for query in (VALID_FORM, GRADE_3):
         for years in HORIZON_YEARS:
             page = patient_page(client, query, years)
-            body = text_of(page[page.index("<body"):])
-            main = text_of(page[page.index("<main"):page.index("</main>")])
+            body = text_of(page[page.index("<body") :])
+            main = text_of(page[page.index("<main") : page.index("</main>")])
             for word in ABBREVIATIONS:
                 assert not re.search(rf"\b{re.escape(word)}\b", body), word
             for word in STATISTICS:
@@ -237,6 +280,7 @@ def test_icons_take_their_options_colour_class_and_the_page_no_inline_style_or_s
 
 # --- in the browser -----------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def base_url(model_dir):  # noqa: F811 (the fixture imported in conftest)
     with served(model_dir) as url:
@@ -258,7 +302,7 @@ def rgb(hex_colour: str) -> str:
     digits = hex_colour.lstrip("#")
     if len(digits) == 3:
         digits = "".join(c * 2 for c in digits)
-    return "rgb({}, {}, {})".format(*(int(digits[i:i + 2], 16) for i in (0, 2, 4)))
+    return "rgb({}, {}, {})".format(*(int(digits[i : i + 2], 16) for i in (0, 2, 4)))
 
 
 @pytest.mark.browser
@@ -286,12 +330,15 @@ def test_the_patient_view_works_without_javascript_and_its_horizon_links_too(wat
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize(("name", "query", "years"), [
-    ("patient-view", VALID_FORM, 2),
-    ("patient-view-grade-3-5-years", {**GRADE_3, "tumor_burden": ">75%", "prior_resection_ablation": "1"}, 5),
-    ("patient-view-1-year", {**VALID_FORM, "tumor_type": "gut", "octreotide": "1", "biologic": "0"}, 1),
-    ("patient-view-conditional", {**VALID_FORM, "conditional_on_months": "12"}, 3),
-])
+@pytest.mark.parametrize(
+    ("name", "query", "years"),
+    [
+        ("patient-view", VALID_FORM, 2),
+        ("patient-view-grade-3-5-years", {**GRADE_3, "tumor_burden": ">75%", "prior_resection_ablation": "1"}, 5),
+        ("patient-view-1-year", {**VALID_FORM, "tumor_type": "gut", "octreotide": "1", "biologic": "0"}, 1),
+        ("patient-view-conditional", {**VALID_FORM, "conditional_on_months": "12"}, 3),
+    ],
+)
 def test_the_patient_view_prints_on_one_page_on_a4_and_letter(watched, base_url, name, query, years):
     page = watched().page
     page.goto(f"{base_url}/patient?{urlencode({**query, 'years': years})}")

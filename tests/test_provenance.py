@@ -57,23 +57,29 @@ def card(directory) -> dict:
 
 # --- the helper ---------------------------------------------------------------------------------------------------
 
+
 def updated_card(methods: dict[str, str], base_source: str = "synthetic") -> dict:
-    return {"data": {"source": "registry"}, "base_model": {"version": "base-1", "data_source": base_source,
-                                                           "evidence_patients": 184},
-            "endpoints": {name: {"update": {"base_version": "base-1", "method": methods[name]}} for name in methods}}
+    return {
+        "data": {"source": "registry"},
+        "base_model": {"version": "base-1", "data_source": base_source, "evidence_patients": 184},
+        "endpoints": {name: {"update": {"base_version": "base-1", "method": methods[name]}} for name in methods},
+    }
 
 
-@pytest.mark.parametrize(("card_", "synthetic", "derived"), [
-    ({"data": {"source": "synthetic", "evidence_patients": 184}}, True, False),
-    ({"data": {"source": "registry"}}, False, False),
-    (updated_card(dict.fromkeys(ENDPOINTS, "baseline")), False, True),
-    (updated_card(dict.fromkeys(ENDPOINTS, "recalibration")), False, True),
-    (updated_card(dict.fromkeys(ENDPOINTS, "original")), False, True),
-    (updated_card({**dict.fromkeys(ENDPOINTS, "refit"), next(iter(ENDPOINTS)): "baseline"}), False, True),
-    (updated_card(dict.fromkeys(ENDPOINTS, "refit")), False, False),
-    (updated_card(dict.fromkeys(ENDPOINTS, "baseline"), base_source="registry"), False, False),
-    (None, False, False),
-])
+@pytest.mark.parametrize(
+    ("card_", "synthetic", "derived"),
+    [
+        ({"data": {"source": "synthetic", "evidence_patients": 184}}, True, False),
+        ({"data": {"source": "registry"}}, False, False),
+        (updated_card(dict.fromkeys(ENDPOINTS, "baseline")), False, True),
+        (updated_card(dict.fromkeys(ENDPOINTS, "recalibration")), False, True),
+        (updated_card(dict.fromkeys(ENDPOINTS, "original")), False, True),
+        (updated_card({**dict.fromkeys(ENDPOINTS, "refit"), next(iter(ENDPOINTS)): "baseline"}), False, True),
+        (updated_card(dict.fromkeys(ENDPOINTS, "refit")), False, False),
+        (updated_card(dict.fromkeys(ENDPOINTS, "baseline"), base_source="registry"), False, False),
+        (None, False, False),
+    ],
+)
 def test_which_predictions_are_synthetic_or_synthetic_derived(card_, synthetic, derived):
     origin = provenance.provenance(card_)
     assert (origin.synthetic, origin.derived, origin.synthetic_derived) == (synthetic, derived, synthetic or derived)
@@ -83,11 +89,13 @@ def test_which_predictions_are_synthetic_or_synthetic_derived(card_, synthetic, 
         assert all(ENDPOINTS[name].label.lower() in origin.notice for name in kept)
         assert "base-1" in origin.notice and "SYNTHETIC" in origin.notice and "184 patients" in origin.notice
     if card_ and card_.get("base_model"):
-        assert origin.base_version == "base-1" and origin.updated and "Updated from model base-1" in \
-            origin.update_text()
+        assert (
+            origin.base_version == "base-1" and origin.updated and "Updated from model base-1" in origin.update_text()
+        )
 
 
 # --- a model updated from the synthetic one ------------------------------------------------------------------------
+
 
 def test_an_update_that_keeps_synthetic_hazard_ratios_carries_the_notice_everywhere(updated_dirs, model_dir):
     directory = updated_dirs["baseline"]
@@ -97,8 +105,8 @@ def test_an_update_that_keeps_synthetic_hazard_ratios_carries_the_notice_everywh
     client = client_for(directory)
     for path in PAGES:
         page = html.unescape(client.get(path).get_data(as_text=True))
-        banner = page[page.index('<aside class="banner banner-synthetic"'):]
-        assert origin.notice in banner[:banner.index("</aside>")], path
+        banner = page[page.index('<aside class="banner banner-synthetic"') :]
+        assert origin.notice in banner[: banner.index("</aside>")], path
         assert "Demonstration model" in banner
     # The API's answer carries it too, and names the base version.
     answer = client.post("/api/v1/predict", json=GOOD).json
@@ -110,7 +118,7 @@ def test_an_update_that_keeps_synthetic_hazard_ratios_carries_the_notice_everywh
     patient = html.unescape(client.get("/patient?" + urlencode(VALID_FORM)).get_data(as_text=True))
     assert patient_view.PLAIN_SYNTHETIC_DERIVED in patient
     result = html.unescape(client.get("/result?" + urlencode(VALID_FORM)).get_data(as_text=True))
-    about = text(result[result.index('<section class="about"'):])
+    about = text(result[result.index('<section class="about"') :])
     assert f"Updated from model {origin.base_version} (synthetic data)" in about
     assert "the baseline hazard re-estimated" in about and notices.ATTRIBUTION in about
     assert result.count(origin.notice) == 1  # in the banner, not again in the warnings list
@@ -126,12 +134,13 @@ def test_a_refitted_update_is_registry_evidence_and_still_names_its_base(updated
     result = text(client.get("/result?" + urlencode(VALID_FORM)).get_data(as_text=True))
     assert f"Updated from model {base_version}" in result and "every coefficient re-estimated" in result
     assert patient_view.PLAIN_SYNTHETIC_DERIVED not in client.get("/patient?" + urlencode(VALID_FORM)).get_data(
-        as_text=True)
+        as_text=True
+    )
 
 
 def development(page: str) -> str:
     start = page.index('<h2 id="development">')
-    return page[start:page.index('<h2 id="performance">')]
+    return page[start : page.index('<h2 id="performance">')]
 
 
 def test_the_card_page_names_the_base_and_shows_each_update(updated_dirs, model_dir):
@@ -139,7 +148,7 @@ def test_the_card_page_names_the_base_and_shows_each_update(updated_dirs, model_
     updated = card(directory)
     page = html.unescape(client_for(directory).get("/model").get_data(as_text=True))
     start = page.index('<header class="card-header">')
-    header = page[start:page.index("</header>", start)]
+    header = page[start : page.index("</header>", start)]
     base_version = updated["base_model"]["version"]
     assert f"Model version <strong>{base_version}</strong>" in header and 'class="notice-synthetic"' in header
     assert "Hazard ratios from a synthetic model." in header
@@ -147,10 +156,10 @@ def test_the_card_page_names_the_base_and_shows_each_update(updated_dirs, model_
     assert f"updated from model version {base_version}" in section
     for name, endpoint in updated["endpoints"].items():
         update = endpoint["update"]
-        block = section[section.index(f'id="update-{name}-heading"'):]
-        block = block[:block.index("</section>")]
+        block = section[section.index(f'id="update-{name}-heading"') :]
+        block = block[: block.index("</section>")]
         assert update["base_version"] in block and update["method"] in block
-        table = block[block.index('<table class="card-table update-tests">'):block.index("</table>")]
+        table = block[block.index('<table class="card-table update-tests">') : block.index("</table>")]
         assert table.count('<tr><th scope="row">') == len(update["tests"])
         for test in update["tests"]:
             assert test["comparison"] in table and f"{test['statistic']:.2f}" in table and f"<td>{test['df']}" in table
@@ -162,8 +171,8 @@ def test_the_card_page_shows_sample_size_and_shrinkage(client, model_dir):
     fitted = card(model_dir)
     section = html.unescape(development(client.get("/model").get_data(as_text=True)))
     assert "Fitted directly on its data (not updated from another model)." in section
-    table = section[section.index('<table class="card-table sample-size">'):]
-    table = table[:table.index("</table>")]
+    table = section[section.index('<table class="card-table sample-size">') :]
+    table = table[: table.index("</table>")]
     for endpoint in fitted["endpoints"].values():
         size = endpoint["sample_size"]
         assert f"<td>{size['patients']}; {size['events']}</td>" in table
@@ -195,18 +204,41 @@ def test_an_older_card_without_these_records_says_so_plainly(app, monkeypatch):
 
 # --- the smoothed calibration curves --------------------------------------------------------------------------------
 
+
 def smoothed_entry(months: float, external: bool = False) -> dict:
     """An entry of validation.<endpoint>.smoothed_calibration as docs/validation.md describes it."""
     predicted = [0.05 + 0.9 * i / 49 for i in range(50)]
-    return {"months": months, "estimable": True, "external": external, "ici": 0.0213, "e50": 0.0187, "e90": 0.0412,
-            "emax": 0.061, "observed_expected": 1.0832, "basis": "apparent" if external else "optimism_corrected",
-            "measures": {key: {"apparent": value, "optimism": 0.0, "optimism_corrected": value}
-                         for key, value in (("ici", 0.0213), ("e50", 0.0187), ("e90", 0.0412), ("emax", 0.061),
-                                            ("observed_expected", 1.0832))},
-            "km_risk": 0.41, "mean_predicted": 0.38,
-            "curve": {"kind": "apparent", "predicted": predicted, "observed": [p * 1.05 for p in predicted],
-                      "ci_lower": [p * 0.95 for p in predicted], "ci_upper": [min(1.0, p * 1.15) for p in predicted]},
-            "predicted_distribution": {"edges": [i / 20 for i in range(21)], "counts": [3 * i for i in range(20)]}}
+    return {
+        "months": months,
+        "estimable": True,
+        "external": external,
+        "ici": 0.0213,
+        "e50": 0.0187,
+        "e90": 0.0412,
+        "emax": 0.061,
+        "observed_expected": 1.0832,
+        "basis": "apparent" if external else "optimism_corrected",
+        "measures": {
+            key: {"apparent": value, "optimism": 0.0, "optimism_corrected": value}
+            for key, value in (
+                ("ici", 0.0213),
+                ("e50", 0.0187),
+                ("e90", 0.0412),
+                ("emax", 0.061),
+                ("observed_expected", 1.0832),
+            )
+        },
+        "km_risk": 0.41,
+        "mean_predicted": 0.38,
+        "curve": {
+            "kind": "apparent",
+            "predicted": predicted,
+            "observed": [p * 1.05 for p in predicted],
+            "ci_lower": [p * 0.95 for p in predicted],
+            "ci_upper": [min(1.0, p * 1.15) for p in predicted],
+        },
+        "predicted_distribution": {"edges": [i / 20 for i in range(21)], "counts": [3 * i for i in range(20)]},
+    }
 
 
 def test_smoothed_calibration_curves_are_drawn_with_their_band_and_table(app, monkeypatch):
@@ -217,22 +249,24 @@ def test_smoothed_calibration_curves_are_drawn_with_their_band_and_table(app, mo
     validation = json.loads(json.dumps(model.card["validation"]))
     for name in ENDPOINTS:
         validation[name]["smoothed_calibration"] = [
-            smoothed_entry(12.0), smoothed_entry(24.0),
-            {"months": 36.0, "estimable": False, "reason": "beyond the follow-up", "external": False}]
+            smoothed_entry(12.0),
+            smoothed_entry(24.0),
+            {"months": 36.0, "estimable": False, "reason": "beyond the follow-up", "external": False},
+        ]
     monkeypatch.setitem(model.card, "validation", validation)
     page = app.test_client().get("/model").get_data(as_text=True)
-    calibration = page[page.index('<h2 id="calibration">'):page.index('<h2 id="risk-groups">')]
+    calibration = page[page.index('<h2 id="calibration">') : page.index('<h2 id="risk-groups">')]
     for name in ENDPOINTS:
         for i, months in ((1, 12), (2, 24)):
             start = calibration.rindex("<svg", 0, calibration.index(f'id="smooth-{name}-{i}-title"'))
-            figure = calibration[start:calibration.index("</svg>", start)]
+            figure = calibration[start : calibration.index("</svg>", start)]
             assert 'role="img"' in figure and f'data-months="{months}"' in figure
             assert figure.count('<polyline class="smooth-line"') == 1 and figure.count('class="smooth-band"') == 1
             assert figure.count('class="diagonal"') == 1
             assert figure.count('class="histogram-bar"') == 19  # the empty first bin is not drawn
             assert "ICI 0.021, E50 0.019, E90 0.041, observed/expected 1.08" in text(figure)
-        table = calibration[calibration.index(f'id="smoothed-{name}-caption"'):]
-        table = table[:table.index("</table>")]
+        table = calibration[calibration.index(f'id="smoothed-{name}-caption"') :]
+        table = table[: table.index("</table>")]
         assert "<td>0.021 (0.021)</td>" in table and "<td>1.083 (1.083)</td>" in table
         assert "not estimable: beyond the follow-up" in table
     assert 'id="smooth-' in calibration and "Hollow points" not in calibration
@@ -247,15 +281,19 @@ def test_the_smoothed_geometry_keeps_the_diagonal_at_45_degrees():
     assert all(plot.left <= x <= plot.right and plot.top <= y <= plot.bottom for x, y in points)
     assert all(plot.histogram_top <= bar.y <= plot.histogram_bottom for bar in plot.histogram)
     assert card_figures.smoothed_calibration_plot({"months": 12.0, "estimable": False}) is None
-    assert card_figures.smoothed_calibration_plot({"months": 12.0, "curve": {"predicted": [0.1], "observed": [0.1]}}) \
+    assert (
+        card_figures.smoothed_calibration_plot({"months": 12.0, "curve": {"predicted": [0.1], "observed": [0.1]}})
         is None
+    )
 
 
 def test_the_served_cards_smoothed_calibration_is_drawn_when_validation_records_it(client, model_dir):
     """With the fixture's own validation: one figure per estimable horizon and endpoint, when it has them."""
     validation = card(model_dir)["validation"]
-    entries = {name: [e for e in validation[name].get("smoothed_calibration", []) if e.get("estimable", True)]
-               for name in ENDPOINTS}
+    entries = {
+        name: [e for e in validation[name].get("smoothed_calibration", []) if e.get("estimable", True)]
+        for name in ENDPOINTS
+    }
     page = client.get("/model").get_data(as_text=True)
     for name, found in entries.items():
         assert page.count(f'id="smooth-{name}-') == 2 * len(found)  # title and desc of each figure
@@ -264,6 +302,7 @@ def test_the_served_cards_smoothed_calibration_is_drawn_when_validation_records_
 
 
 # --- in the browser: the updated model's pages pass axe-core too ------------------------------------------------------
+
 
 @pytest.mark.browser
 @pytest.mark.parametrize("path", ["/model", "/result?" + urlencode(VALID_FORM), "/patient?" + urlencode(VALID_FORM)])

@@ -33,22 +33,24 @@ IDS = [f"PX-{1001 + i}" for i in range(8)]
 
 def base_frame() -> pd.DataFrame:
     """A valid registry with every column; row i is spreadsheet row i + 2."""
-    return pd.DataFrame({
-        "patient_id": IDS,
-        "who_grade": ["1", "2", "3", "G1", "g2", "Grade 3", "1", "2"],
-        "tumor_burden": ["<25%", "25-50%", "50-75%", ">75%", "< 25%", "25-50", "<25%", "50-75%"],
-        "prior_resection_ablation": ["0", "1", "yes", "no", "true", "false", "0", "1"],
-        "modality": ["TACE", "SIRT", "TAE", "cTACE", "Y90", "bland", "TARE", "radioembolization"],
-        "tumor_type": ["pancreatic", "gut", "bronchial", "other", "pancreas", "small bowel", "lung", "PNET"],
-        "extrahepatic_metastases": ["0", "1", "0", "1", "0", "1", "0", "1"],
-        "octreotide": ["1", "1", "0", "0", "1", "1", "0", "0"],
-        "biologic": ["0", "0", "0", "1", "0", "0", "1", "0"],
-        "cytotoxic": ["0", "1", "0", "0", "0", "1", "0", "0"],
-        "hpfs_months": [3.5, 12.0, 7.25, 20.0, 1.1, 30.0, 9.0, 15.0],
-        "hpfs_event": [1, 0, 1, 1, 1, 0, 1, 0],
-        "os_months": [10.0, 24.0, 7.3, 40.0, 5.0, 30.05, 18.0, 15.0],
-        "os_event": [0, 1, 1, 0, 1, 0, 1, 0],
-    })
+    return pd.DataFrame(
+        {
+            "patient_id": IDS,
+            "who_grade": ["1", "2", "3", "G1", "g2", "Grade 3", "1", "2"],
+            "tumor_burden": ["<25%", "25-50%", "50-75%", ">75%", "< 25%", "25-50", "<25%", "50-75%"],
+            "prior_resection_ablation": ["0", "1", "yes", "no", "true", "false", "0", "1"],
+            "modality": ["TACE", "SIRT", "TAE", "cTACE", "Y90", "bland", "TARE", "radioembolization"],
+            "tumor_type": ["pancreatic", "gut", "bronchial", "other", "pancreas", "small bowel", "lung", "PNET"],
+            "extrahepatic_metastases": ["0", "1", "0", "1", "0", "1", "0", "1"],
+            "octreotide": ["1", "1", "0", "0", "1", "1", "0", "0"],
+            "biologic": ["0", "0", "0", "1", "0", "0", "1", "0"],
+            "cytotoxic": ["0", "1", "0", "0", "0", "1", "0", "0"],
+            "hpfs_months": [3.5, 12.0, 7.25, 20.0, 1.1, 30.0, 9.0, 15.0],
+            "hpfs_event": [1, 0, 1, 1, 1, 0, 1, 0],
+            "os_months": [10.0, 24.0, 7.3, 40.0, 5.0, 30.05, 18.0, 15.0],
+            "os_event": [0, 1, 1, 0, 1, 0, 1, 0],
+        }
+    )
 
 
 EXPECTED = {  # the same eight rows in canonical levels
@@ -77,6 +79,7 @@ def put(column: str, rows: dict[int, object]):
         for i, value in rows.items():
             frame.loc[i, column] = value
         return frame
+
     return edit
 
 
@@ -89,15 +92,18 @@ def chain(*edits):
         for e in edits:
             frame = e(frame)
         return frame
+
     return edit
 
 
 def with_pct(values: list[object]):
     """Replace tumor_burden by tumor_burden_pct."""
+
     def edit(frame):
         frame = frame.drop(columns=["tumor_burden"])
         frame.insert(2, "tumor_burden_pct", [str(v) for v in values])
         return frame
+
     return edit
 
 
@@ -109,6 +115,7 @@ def add_column(name: str, values):
         frame = frame.copy()
         frame[name] = values
         return frame
+
     return edit
 
 
@@ -144,31 +151,58 @@ BAD = [
     ("no-burden-column", drop("tumor_burden"), "tumor_burden", (), {}, "tumor_burden_pct"),
     ("no-id-column", drop("patient_id"), "patient_id", (), {}, "absent"),
     ("half-endpoint-columns", drop("os_event"), "os_event", (), {}, "os_months"),
-    ("no-endpoint-columns", drop("hpfs_months", "hpfs_event", "os_months", "os_event"), "hpfs_months", (), {},
-     "os_event"),
+    (
+        "no-endpoint-columns",
+        drop("hpfs_months", "hpfs_event", "os_months", "os_event"),
+        "hpfs_months",
+        (),
+        {},
+        "os_event",
+    ),
     ("pct-above-100", with_pct([10, 100.5, 60, 80, 0, 30, 20, 60]), "tumor_burden_pct", (3,), {}, "0-100"),
     ("pct-negative", with_pct([10, 30, -1, 80, 0, 30, 20, 60]), "tumor_burden_pct", (4,), {}, "0-100"),
     ("pct-text", with_pct([10, 30, 60, "lots", 0, 30, 20, 60]), "tumor_burden_pct", (5,), {}, "not a number"),
     ("pct-missing", with_pct([10, 30, 60, 80, 0, 30, "", 60]), "tumor_burden_pct", (8,), {}, "missing"),
-    ("pct-disagrees", add_column("tumor_burden_pct", [str(v) for v in [50] + PCT_OK[1:]]),
-     "tumor_burden", (2,), {}, "disagrees"),
+    (
+        "pct-disagrees",
+        add_column("tumor_burden_pct", [str(v) for v in [50] + PCT_OK[1:]]),
+        "tumor_burden",
+        (2,),
+        {},
+        "disagrees",
+    ),
     ("formula", put("who_grade", {0: "=1+1"}), "who_grade", (2,), {}, "formula"),
     ("injection-at", put("modality", {3: "@SUM(A1)"}), "modality", (5,), {}, "formula"),
     ("injection-minus", put("tumor_type", {4: "-x"}), "tumor_type", (6,), {}, "formula"),
     ("injection-plus", put("patient_id", {5: "+cmd|' /C calc'!A0"}), "patient_id", (7,), {}, "formula"),
     ("formula-in-time", put("os_months", {6: "=B2*2"}), "os_months", (8,), {}, "formula"),
-    ("no-outcome", chain(put("hpfs_months", {3: ""}), put("hpfs_event", {3: ""}), put("os_months", {3: ""}),
-                         put("os_event", {3: ""})), "hpfs_months", (5,), {}, "no outcome"),
+    (
+        "no-outcome",
+        chain(
+            put("hpfs_months", {3: ""}), put("hpfs_event", {3: ""}), put("os_months", {3: ""}), put("os_event", {3: ""})
+        ),
+        "hpfs_months",
+        (5,),
+        {},
+        "no outcome",
+    ),
     ("duplicate-column", add_column(" WHO_Grade ", ["1"] * 8), "who_grade", (), {}, "duplicate"),
-    ("mapped-duplicate", add_column("Grade", ["1"] * 8), "who_grade", (), {"columns": {"Grade": "who_grade"}},
-     "duplicate"),
+    (
+        "mapped-duplicate",
+        add_column("Grade", ["1"] * 8),
+        "who_grade",
+        (),
+        {"columns": {"Grade": "who_grade"}},
+        "duplicate",
+    ),
     ("mapping-unknown-target", lambda f: f, "who_grades", (), {"columns": {"Grade": "who_grades"}}, "unknown"),
     ("many-rows", put("who_grade", dict.fromkeys(range(8), "G9")), "who_grade", (2, 3, 4, 5, 6), {}, "and 3 more"),
 ]
 
 
-@pytest.mark.parametrize(("edit", "column", "rows", "kwargs", "more"),
-                         [pytest.param(*case[1:], id=case[0]) for case in BAD])
+@pytest.mark.parametrize(
+    ("edit", "column", "rows", "kwargs", "more"), [pytest.param(*case[1:], id=case[0]) for case in BAD]
+)
 def test_bad_registry(tmp_path, edit, column, rows, kwargs, more):
     source = write_csv(edit(text_frame()), tmp_path / "registry.csv")
     with pytest.raises(RegistryError) as caught:
@@ -189,7 +223,8 @@ def test_bad_case_table_is_large_and_distinct():
 
 def test_missing_rows_listed_in_one_error_per_column(tmp_path):
     frame = chain(put("who_grade", {0: "", 3: ""}), put("modality", {2: ""}), put("tumor_type", {1: "liver"}))(
-        text_frame())
+        text_frame()
+    )
     with pytest.raises(RegistryError) as caught:
         load_registry(write_csv(frame, tmp_path / "r.csv"))
     message = str(caught.value)
@@ -218,8 +253,13 @@ def test_header_only(tmp_path):
 
 def test_not_utf8(tmp_path):
     path = tmp_path / "r.csv"
-    path.write_bytes(text_frame().assign(tumor_type="other").replace({"other": "Pankreas-Müller"}).to_csv(
-        index=False).encode("latin-1"))
+    path.write_bytes(
+        text_frame()
+        .assign(tumor_type="other")
+        .replace({"other": "Pankreas-Müller"})
+        .to_csv(index=False)
+        .encode("latin-1")
+    )
     with pytest.raises(RegistryError, match="not UTF-8"):
         load_registry(str(path))
 
@@ -393,8 +433,9 @@ def test_four_formats_load_identically(tmp_path):
         assert registry.report["format"] == fmt
         pd.testing.assert_frame_equal(registry.frame, reference.frame)
         assert registry.optional == reference.optional == cv.OPTIONAL
-        assert {k: v for k, v in registry.report.items() if k not in varying} == \
-               {k: v for k, v in reference.report.items() if k not in varying}
+        assert {k: v for k, v in registry.report.items() if k not in varying} == {
+            k: v for k, v in reference.report.items() if k not in varying
+        }
     for fmt in ("csv", "xlsx", "parquet"):
         path = sources[fmt][0]
         assert loaded[fmt].sha256 == hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -408,8 +449,16 @@ def test_frame_contents_and_types(tmp_path):
     registry = load_registry(write_csv(base_frame(), tmp_path / "r.csv"))
     frame = registry.frame
     assert isinstance(registry, Registry)
-    assert list(frame.columns) == ["patient_id", *cv.REQUIRED, *cv.OPTIONAL, "modality",
-                                   "hpfs_months", "hpfs_event", "os_months", "os_event"]
+    assert list(frame.columns) == [
+        "patient_id",
+        *cv.REQUIRED,
+        *cv.OPTIONAL,
+        "modality",
+        "hpfs_months",
+        "hpfs_event",
+        "os_months",
+        "os_event",
+    ]
     assert frame["patient_id"].tolist() == IDS  # source order kept
     for name, levels in EXPECTED.items():
         assert frame[name].tolist() == levels, name
@@ -434,14 +483,31 @@ def test_aliases_normalize(tmp_path):
     assert got["modality"].tolist() == ["TACE", "SIRT", "TAE", "TACE", "SIRT", "TAE", "SIRT", "SIRT"]
     assert got["prior_resection_ablation"].tolist() == ["1", "0", "1", "0", "1", "0", "1", "0"]
     assert got["tumor_burden"].tolist() == ["<25%", "25-50%", "50-75%", ">75%", ">75%", "<25%", "25-50%", "50-75%"]
-    assert got["tumor_type"].tolist() == ["pancreatic", "gut", "bronchial", "other", "pancreatic", "gut",
-                                          "bronchial", "gut"]
+    assert got["tumor_type"].tolist() == [
+        "pancreatic",
+        "gut",
+        "bronchial",
+        "other",
+        "pancreatic",
+        "gut",
+        "bronchial",
+        "gut",
+    ]
 
 
-@pytest.mark.parametrize(("pct", "level"), [
-    (0, "<25%"), (24.9, "<25%"), (25, "25-50%"), (49.99, "25-50%"), (50, "50-75%"), (75, "50-75%"),
-    (75.01, ">75%"), (100, ">75%"),
-])
+@pytest.mark.parametrize(
+    ("pct", "level"),
+    [
+        (0, "<25%"),
+        (24.9, "<25%"),
+        (25, "25-50%"),
+        (49.99, "25-50%"),
+        (50, "50-75%"),
+        (75, "50-75%"),
+        (75.01, ">75%"),
+        (100, ">75%"),
+    ],
+)
 def test_burden_pct_binning_edges(tmp_path, pct, level):
     frame = with_pct([pct] * 8)(text_frame())
     registry = load_registry(write_csv(frame, tmp_path / "r.csv"))
@@ -457,14 +523,42 @@ def test_burden_both_columns_agree(tmp_path):
 
 
 def test_column_mapping_from_toml(tmp_path):
-    site = {"Pat-Nr": "patient_id", "Grading": "who_grade", "Lebertumorlast %": "tumor_burden_pct",
-            "Vor-OP": "prior_resection_ablation", "Verfahren": "modality", "PFS Leber": "hpfs_months",
-            "Progress": "hpfs_event", "OS": "os_months", "Tod": "os_event", "Unbenutzt": "cytotoxic"}
-    frame = with_pct(PCT_OK)(text_frame())[["patient_id", "who_grade", "tumor_burden_pct",
-                                            "prior_resection_ablation", "modality", "hpfs_months", "hpfs_event",
-                                            "os_months", "os_event"]]
-    frame.columns = [" PAT-NR", "grading", "Lebertumorlast %", "Vor-OP", "Verfahren", "PFS Leber", "Progress",
-                     "OS", "Tod"]
+    site = {
+        "Pat-Nr": "patient_id",
+        "Grading": "who_grade",
+        "Lebertumorlast %": "tumor_burden_pct",
+        "Vor-OP": "prior_resection_ablation",
+        "Verfahren": "modality",
+        "PFS Leber": "hpfs_months",
+        "Progress": "hpfs_event",
+        "OS": "os_months",
+        "Tod": "os_event",
+        "Unbenutzt": "cytotoxic",
+    }
+    frame = with_pct(PCT_OK)(text_frame())[
+        [
+            "patient_id",
+            "who_grade",
+            "tumor_burden_pct",
+            "prior_resection_ablation",
+            "modality",
+            "hpfs_months",
+            "hpfs_event",
+            "os_months",
+            "os_event",
+        ]
+    ]
+    frame.columns = [
+        " PAT-NR",
+        "grading",
+        "Lebertumorlast %",
+        "Vor-OP",
+        "Verfahren",
+        "PFS Leber",
+        "Progress",
+        "OS",
+        "Tod",
+    ]
     frame["Bemerkung"] = "x"
     mapping = tmp_path / "mapping.toml"
     mapping.write_text(tomli_w.dumps({"columns": site}))
@@ -507,7 +601,10 @@ def test_drop_incomplete_excludes_and_counts(tmp_path):
         put("who_grade", {0: "", 3: ""}),
         put("modality", {3: "NA"}),
         put("cytotoxic", {5: ""}),
-        put("hpfs_months", {6: ""}), put("hpfs_event", {6: ""}), put("os_months", {6: ""}), put("os_event", {6: ""}),
+        put("hpfs_months", {6: ""}),
+        put("hpfs_event", {6: ""}),
+        put("os_months", {6: ""}),
+        put("os_event", {6: ""}),
     )(text_frame())
     source = write_csv(frame, tmp_path / "r.csv")
     with pytest.raises(RegistryError):
@@ -539,8 +636,12 @@ def test_drop_incomplete_does_not_excuse_errors(tmp_path):
 
 
 def test_row_missing_one_endpoint_serves_the_other(tmp_path):
-    frame = chain(put("hpfs_months", {1: "", 4: ""}), put("hpfs_event", {1: "", 4: ""}),
-                  put("os_months", {6: ""}), put("os_event", {6: ""}))(text_frame())
+    frame = chain(
+        put("hpfs_months", {1: "", 4: ""}),
+        put("hpfs_event", {1: "", 4: ""}),
+        put("os_months", {6: ""}),
+        put("os_event", {6: ""}),
+    )(text_frame())
     registry = load_registry(write_csv(frame, tmp_path / "r.csv"))
     assert len(registry.frame) == 8
     assert registry.report["rows_used"] == {"hpfs": 6, "os": 7}
@@ -573,8 +674,13 @@ def test_optional_columns_detected(tmp_path, present):
     absent = [name for name in cv.OPTIONAL if name not in present]
     registry = load_registry(write_csv(base_frame().drop(columns=absent), tmp_path / "r.csv"))
     assert registry.optional == tuple(name for name in cv.OPTIONAL if name in present)
-    assert list(endpoint_frame(registry, "hpfs").columns) == [*cv.REQUIRED, *registry.optional, "modality",
-                                                               "time", "event"]
+    assert list(endpoint_frame(registry, "hpfs").columns) == [
+        *cv.REQUIRED,
+        *registry.optional,
+        "modality",
+        "time",
+        "event",
+    ]
 
 
 def test_empty_optional_column_counts_as_absent(tmp_path):
@@ -625,12 +731,16 @@ def test_messages_state_row_numbering(tmp_path):
     frame = put("who_grade", {0: "G4"})(text_frame())
     with pytest.raises(RegistryError) as caught:
         load_registry(write_csv(frame, tmp_path / "r.csv"))
-    assert re.search(r"column 'who_grade': unknown value 'G4' in row 2 "
-                     r"\(spreadsheet row numbers; header = row 1; allowed: 1, 2, 3", str(caught.value))
+    assert re.search(
+        r"column 'who_grade': unknown value 'G4' in row 2 "
+        r"\(spreadsheet row numbers; header = row 1; allowed: 1, 2, 3",
+        str(caught.value),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Multiple imputation: allow_missing_optional keeps rows whose optional covariates are partly missing
+
 
 def partly_missing_optional() -> pd.DataFrame:
     return chain(put("tumor_type", {1: "", 4: "NA"}), put("octreotide", {2: ""}))(text_frame())
@@ -644,15 +754,20 @@ def test_allow_missing_optional_keeps_rows_and_counts(tmp_path):
     frame = registry.frame
     assert frame["patient_id"].tolist() == IDS
     assert registry.optional == cv.OPTIONAL
-    assert frame["tumor_type"].tolist() == [None if i in (1, 4) else level
-                                            for i, level in enumerate(EXPECTED["tumor_type"])]
+    assert frame["tumor_type"].tolist() == [
+        None if i in (1, 4) else level for i, level in enumerate(EXPECTED["tumor_type"])
+    ]
     assert frame["octreotide"].isna().tolist() == [i == 2 for i in range(8)]
-    assert registry.report["missing_optional"] == {"tumor_type": 2, "extrahepatic_metastases": 0, "octreotide": 1,
-                                                   "biologic": 0, "cytotoxic": 0}
+    assert registry.report["missing_optional"] == {
+        "tumor_type": 2,
+        "extrahepatic_metastases": 0,
+        "octreotide": 1,
+        "biologic": 0,
+        "cytotoxic": 0,
+    }
     assert registry.report["excluded"] == []
     hpfs = endpoint_frame(registry, "hpfs")
-    assert hpfs["tumor_type"].isna().sum() == 2 and list(hpfs.columns[:-2]) == [*cv.REQUIRED, *cv.OPTIONAL,
-                                                                                  "modality"]
+    assert hpfs["tumor_type"].isna().sum() == 2 and list(hpfs.columns[:-2]) == [*cv.REQUIRED, *cv.OPTIONAL, "modality"]
     dropped = load_registry(source, drop_incomplete=True)  # without it, such rows are excluded as before
     assert len(dropped.frame) == 5 and dropped.report["missing_optional"] == dict.fromkeys(cv.OPTIONAL, 0)
 
@@ -665,7 +780,8 @@ def test_allow_missing_optional_keeps_the_other_rules(tmp_path):
         load_registry(source, allow_missing_optional=True)
     hint = "fill them in or use drop_incomplete (--drop-incomplete) to exclude such rows"
     assert caught.value.problems == [
-        f"column 'who_grade': missing value in row 5 (spreadsheet row numbers; header = row 1); {hint}"]
+        f"column 'who_grade': missing value in row 5 (spreadsheet row numbers; header = row 1); {hint}"
+    ]
     registry = load_registry(source, allow_missing_optional=True, drop_incomplete=True)
     assert registry.frame["patient_id"].tolist() == [pid for i, pid in enumerate(IDS) if i != 3]
     assert registry.report["excluded"] == [{"reason": "missing who_grade", "rows": 1}]
@@ -684,6 +800,7 @@ def test_missing_optional_counts_are_reported_by_default(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------------------
 # The pieces a batch of patients to score reuses: reading, column mapping, covariates row by row
+
 
 def test_covariates_row_by_row_for_a_file_of_patients(tmp_path):
     from training.registry.mapping import load_mapping, resolve_columns
@@ -722,6 +839,7 @@ def test_distinct_cells_keep_their_types():
 # ---------------------------------------------------------------------------------------------------------------
 # CSV: the fast reader (pandas' C tokenizer) reads what the csv module reads, or declines
 
+
 def read_both(data: bytes, delimiter: str = ","):
     from training.registry.reading import _read_csv_fast, _read_csv_records
 
@@ -748,20 +866,44 @@ def test_fast_csv_reader_reads_a_registry():
     assert_same_table(fast, slow)
 
 
-@pytest.mark.parametrize(("text", "why"), [
-    ('a,b\n"x\ny",1\n', "a quoted value spans lines"),
-    ("\na,b\n1,2\n", "the first record is blank"),
-    ("a,b\n1,2,3\n", "a record is wider than the header"),
-    ("a,b\n" + "x" * (200_000) + ",1\n", "a line is longer than the csv module's field limit"),
-    ('a,b\n"1,2\n', "an unclosed quote"),
-])
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('a,b\n"x\ny",1\n', "a quoted value spans lines"),
+        ("\na,b\n1,2\n", "the first record is blank"),
+        ("a,b\n1,2,3\n", "a record is wider than the header"),
+        ("a,b\n" + "x" * (200_000) + ",1\n", "a line is longer than the csv module's field limit"),
+        ('a,b\n"1,2\n', "an unclosed quote"),
+    ],
+)
 def test_fast_csv_reader_declines(text, why):
     fast, _ = read_both(text.encode())
     assert fast is None, why
 
 
-CSV_PIECES = ["a", "1", "G2", " ", "", '"', '""', ",", ",", ";", "\t", "\n", "\r\n", "\r", "=x", "é", "\ufeff", "\x0b",
-              "\u2028", "#", "\\"]
+CSV_PIECES = [
+    "a",
+    "1",
+    "G2",
+    " ",
+    "",
+    '"',
+    '""',
+    ",",
+    ",",
+    ";",
+    "\t",
+    "\n",
+    "\r\n",
+    "\r",
+    "=x",
+    "é",
+    "\ufeff",
+    "\x0b",
+    "\u2028",
+    "#",
+    "\\",
+]
 
 
 @settings(max_examples=400, deadline=None)

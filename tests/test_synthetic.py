@@ -36,8 +36,9 @@ def test_different_seeds_differ():
 
 
 def test_schema_columns_and_levels(large):
-    expected = (["patient_id", *covariates.REQUIRED, "modality", *covariates.OPTIONAL]
-                + [c for ep in covariates.ENDPOINTS.values() for c in (ep.time, ep.event)])
+    expected = ["patient_id", *covariates.REQUIRED, "modality", *covariates.OPTIONAL] + [
+        c for ep in covariates.ENDPOINTS.values() for c in (ep.time, ep.event)
+    ]
     assert list(large.columns) == expected
     assert large["patient_id"].is_unique
     for name in synthetic.DRAWN:
@@ -73,8 +74,11 @@ def test_covariate_frequencies_within_sampling_error(large):
 def test_frequencies_come_from_the_paper_and_named_sources():
     table1 = synthetic.load_table1()["cohort"]["full_paper"]
     probabilities = synthetic.covariate_probabilities()
-    for name, key in [("who_grade", "who_grade_counts"), ("modality", "modality_counts"),
-                      ("tumor_type", "tumor_type_counts")]:
+    for name, key in [
+        ("who_grade", "who_grade_counts"),
+        ("modality", "modality_counts"),
+        ("tumor_type", "tumor_type_counts"),
+    ]:
         counts = table1[key]
         total = sum(counts.values())
         assert probabilities[name] == pytest.approx({k: v / total for k, v in counts.items()})
@@ -123,11 +127,14 @@ def test_calibration_targets(large):
             assert median is not None, (endpoint, grade)
             assert median == pytest.approx(report[endpoint]["paper_median_by_grade"][grade], rel=tolerance)
             assert report[endpoint]["ratio_by_grade"][grade] == pytest.approx(
-                median / report[endpoint]["paper_median_by_grade"][grade])
+                median / report[endpoint]["paper_median_by_grade"][grade]
+            )
     low, high = MEAN_FOLLOW_UP_RANGE
     assert low <= report["mean_follow_up_months"]["synthetic"] <= high
-    assert report["mean_follow_up_months"]["paper"] == (
-        synthetic.load_table1()["cohort"]["seed_abstract"]["mean_follow_up_months"])
+    assert (
+        report["mean_follow_up_months"]["paper"]
+        == (synthetic.load_table1()["cohort"]["seed_abstract"]["mean_follow_up_months"])
+    )
 
 
 @pytest.mark.parametrize("endpoint", list(covariates.ENDPOINTS))

@@ -21,13 +21,20 @@ def grade_dependent_registry(n: int, seed: int) -> pd.DataFrame:
     """A registry whose cytotoxic therapy depends strongly on grade; everything else drawn independently."""
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({"patient_id": [f"G{i:06d}" for i in range(n)]})
-    for cov in (*(covariates.BY_NAME[name] for name in covariates.REQUIRED), covariates.MODALITY,
-                *(covariates.BY_NAME[name] for name in covariates.OPTIONAL)):
+    for cov in (
+        *(covariates.BY_NAME[name] for name in covariates.REQUIRED),
+        covariates.MODALITY,
+        *(covariates.BY_NAME[name] for name in covariates.OPTIONAL),
+    ):
         frame[cov.name] = rng.choice(np.array(cov.levels, dtype=object), size=n)
     grade = frame["who_grade"].to_numpy()
     frame["cytotoxic"] = (rng.random(n) < np.vectorize(CYTOTOXIC_BY_GRADE.get)(grade)).astype(int).astype(str)
-    lp = (0.5 * (grade == "2") + 1.0 * (grade == "3") + CYTOTOXIC_LOG_HR * (frame["cytotoxic"] == "1")
-          + 0.3 * (frame["tumor_burden"] != "<25%"))
+    lp = (
+        0.5 * (grade == "2")
+        + 1.0 * (grade == "3")
+        + CYTOTOXIC_LOG_HR * (frame["cytotoxic"] == "1")
+        + 0.3 * (frame["tumor_burden"] != "<25%")
+    )
     for endpoint, base in (("os", 0.02), ("hpfs", 0.05)):
         t = rng.exponential(1.0 / (base * np.exp(lp)))
         c = rng.uniform(1.0, 120.0, size=n)
@@ -61,8 +68,11 @@ def test_a_grade_3_patient_gets_the_conditional_mixture_not_the_marginal(fitted)
     frame, model = fitted
     patient = {"who_grade": "3", "tumor_burden": "25-50%", "prior_resection_ablation": "1"}
     names = list(covariates.OPTIONAL)
-    alike = frame[(frame["who_grade"].astype(str) == "3") & (frame["tumor_burden"] == "25-50%")
-                  & (frame["prior_resection_ablation"].astype(str) == "1")]
+    alike = frame[
+        (frame["who_grade"].astype(str) == "3")
+        & (frame["tumor_burden"] == "25-50%")
+        & (frame["prior_resection_ablation"].astype(str) == "1")
+    ]
     assert len(alike) > 200
     conditional = alike.astype(str).groupby(names).size() / len(alike)
     marginal = frame.astype(str).groupby(names).size() / len(frame)

@@ -45,8 +45,8 @@ def test_the_result_shows_both_charts_with_three_curves_and_bands(client):
     page = result_page(client)
     assert page.count('<svg class="chart"') == len(ENDPOINTS)
     for name in ENDPOINTS:
-        figure = page[page.index(f'id="{name}-chart-title"'):]
-        figure = figure[:figure.index("</svg>")]
+        figure = page[page.index(f'id="{name}-chart-title"') :]
+        figure = figure[: figure.index("</svg>")]
         lines = re.findall(r'<polyline class="line option-\d+" data-option="(\w+)" points="([^"]+)"', figure)
         bands = re.findall(r'<polygon class="band option-\d+" data-option="(\w+)" points="([^"]+)"', figure)
         assert [option for option, _ in lines] == list(OPTIONS)
@@ -61,11 +61,12 @@ def test_the_result_shows_tables_sentences_caveat_banner_and_model(client, model
     assert page.count('<table class="differences">') == len(ENDPOINTS)
     assert page.count('<details class="data-table">') == len(ENDPOINTS)
     for option in OPTIONS:
-        assert re.search(rf"Of 100 patients with these characteristics who received {option} in the data behind this "
-                         r"model, about \d+ were free of hepatic progression at 2 years \(95% interval \d+–\d+\)",
-                         page)
-        assert re.search(rf"who received {option} in the data behind this model, about \d+ were alive at 2 years",
-                         page)
+        assert re.search(
+            rf"Of 100 patients with these characteristics who received {option} in the data behind this "
+            r"model, about \d+ were free of hepatic progression at 2 years \(95% interval \d+–\d+\)",
+            page,
+        )
+        assert re.search(rf"who received {option} in the data behind this model, about \d+ were alive at 2 years", page)
     for comparison in ("SIRT vs TACE", "TAE vs TACE", "SIRT vs TAE"):
         assert page.count(f'<th scope="row">{comparison}</th>') == len(ENDPOINTS)
     assert "Treatment was not randomized" in page and "associations" in page
@@ -77,8 +78,17 @@ def test_the_result_shows_tables_sentences_caveat_banner_and_model(client, model
 def test_unknown_inputs_are_said_to_be_averaged_over(client):
     page = result_page(client)
     assert "averages over the values these take in training patients with the same known characteristics" in page
-    known = result_page(client, {**VALID_FORM, "tumor_type": "gut", "extrahepatic_metastases": "0",
-                                 "octreotide": "1", "biologic": "0", "cytotoxic": "0"})
+    known = result_page(
+        client,
+        {
+            **VALID_FORM,
+            "tumor_type": "gut",
+            "extrahepatic_metastases": "0",
+            "octreotide": "1",
+            "biologic": "0",
+            "cytotoxic": "0",
+        },
+    )
     assert 'class="note unknown-note"' not in known
 
 
@@ -161,10 +171,21 @@ def test_405_and_413_pages(client, app):
     assert client.post("/", data=big).status_code == 413
 
 
-@pytest.mark.parametrize("path", ["/", "/result?who_grade=1&tumor_burden=%3E75%25&prior_resection_ablation=1",
-                                  "/model", "/nope", "/healthz", "/readyz", "/static/css/calculator.css",
-                                  "/api/v1/openapi.json", "/api",
-                                  "/patient?who_grade=1&tumor_burden=%3E75%25&prior_resection_ablation=1&years=5"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/result?who_grade=1&tumor_burden=%3E75%25&prior_resection_ablation=1",
+        "/model",
+        "/nope",
+        "/healthz",
+        "/readyz",
+        "/static/css/calculator.css",
+        "/api/v1/openapi.json",
+        "/api",
+        "/patient?who_grade=1&tumor_burden=%3E75%25&prior_resection_ablation=1&years=5",
+    ],
+)
 def test_security_headers_on_every_response(client, path):
     with client.get(path) as response:
         assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
@@ -172,9 +193,17 @@ def test_security_headers_on_every_response(client, path):
         assert response.headers["Referrer-Policy"] == "no-referrer"
 
 
-@pytest.mark.parametrize("path", ["/", "/result?who_grade=3&tumor_burden=50-75%25&prior_resection_ablation=1",
-                                  "/model", "/nope", "/api",
-                                  "/patient?who_grade=3&tumor_burden=50-75%25&prior_resection_ablation=1&years=3"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/result?who_grade=3&tumor_burden=50-75%25&prior_resection_ablation=1",
+        "/model",
+        "/nope",
+        "/api",
+        "/patient?who_grade=3&tumor_burden=50-75%25&prior_resection_ablation=1&years=3",
+    ],
+)
 def test_no_inline_script_or_style_and_nothing_from_elsewhere(client, path):
     page = client.get(path).get_data(as_text=True)
     assert " style=" not in page and "<style" not in page
@@ -204,21 +233,28 @@ def test_without_a_model_readyz_fails_and_pages_say_so(broken_app):
 
 
 def test_static_files_are_served(client):
-    for path in ("/static/css/calculator.css", "/static/css/print.css", "/static/js/calculator.js",
-                 "/static/favicon.svg"):
+    for path in (
+        "/static/css/calculator.css",
+        "/static/css/print.css",
+        "/static/js/calculator.js",
+        "/static/favicon.svg",
+    ):
         with client.get(path) as response:
             assert response.status_code == 200, path
 
 
-@pytest.mark.parametrize(("term", "label"), [
-    ("who_grade[2]", "WHO 2010 grade: Grade 2"),
-    ("tumor_burden[>75%]", "Hepatic tumor burden: > 75%"),
-    ("prior_resection_ablation", "Prior hepatic resection or ablation"),
-    ("modality[SIRT]:who_grade[3]", "SIRT vs TACE, grade 3"),
-    ("modality[TACE]:who_grade[2]", "TACE, grade 2"),
-    ("something_else", "something_else"),
-    ("tumor_burden[unknown]", "tumor_burden[unknown]"),
-])
+@pytest.mark.parametrize(
+    ("term", "label"),
+    [
+        ("who_grade[2]", "WHO 2010 grade: Grade 2"),
+        ("tumor_burden[>75%]", "Hepatic tumor burden: > 75%"),
+        ("prior_resection_ablation", "Prior hepatic resection or ablation"),
+        ("modality[SIRT]:who_grade[3]", "SIRT vs TACE, grade 3"),
+        ("modality[TACE]:who_grade[2]", "TACE, grade 2"),
+        ("something_else", "something_else"),
+        ("tumor_burden[unknown]", "tumor_burden[unknown]"),
+    ],
+)
 def test_term_labels_for_cards_without_labels(term, label):
     from calculator.views import term_label
 
@@ -228,8 +264,12 @@ def test_term_labels_for_cards_without_labels(term, label):
 def test_chart_geometry_is_a_step_function_inside_the_plot():
     from calculator import charts
 
-    curve = {"times_months": [0.0, 5.0, 20.0], "survival": [1.0, 0.8, 0.5], "ci_lower": [1.0, 0.7, 0.4],
-             "ci_upper": [1.0, 0.9, None]}
+    curve = {
+        "times_months": [0.0, 5.0, 20.0],
+        "survival": [1.0, 0.8, 0.5],
+        "ci_lower": [1.0, 0.7, 0.4],
+        "ci_upper": [1.0, 0.9, None],
+    }
     chart = charts.survival_chart(dict.fromkeys(OPTIONS, curve), OPTIONS)
     assert chart.x_max == 24 and [t.label for t in chart.x_ticks] == ["0", "12", "24"]
     line = [tuple(map(float, p.split(","))) for p in chart.series[0].line.split()]
@@ -244,8 +284,10 @@ def test_chart_geometry_is_a_step_function_inside_the_plot():
 
 
 def test_responses_with_patient_inputs_are_not_stored(client):
-    assert client.get("/result?who_grade=1&tumor_burden=%3C25%25&prior_resection_ablation=0") \
-        .headers["Cache-Control"] == "no-store"
+    assert (
+        client.get("/result?who_grade=1&tumor_burden=%3C25%25&prior_resection_ablation=0").headers["Cache-Control"]
+        == "no-store"
+    )
     assert client.post("/", data=VALID_FORM).headers["Cache-Control"] == "no-store"
     assert client.post("/api/v1/predict", json={}).headers["Cache-Control"] == "no-store"
 
@@ -259,19 +301,29 @@ WEB_MODULES = ("views", "forms", "api", "charts", "card_figures", "patient_view"
 def _string_literals(path: Path) -> list[str]:
     """The string constants of a module, docstrings left out."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body
-                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
-    return [node.value for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
 
 
 def test_templates_static_files_and_web_code_name_no_option_or_endpoint():
-    names = [*OPTIONS, *ENDPOINTS, *(ep.short for ep in ENDPOINTS.values()),
-             *(ep.label for ep in ENDPOINTS.values())]
+    names = [*OPTIONS, *ENDPOINTS, *(ep.short for ep in ENDPOINTS.values()), *(ep.label for ep in ENDPOINTS.values())]
     words = re.compile("|".join(rf"(?<![\w-]){re.escape(name)}(?![\w-])" for name in names))
-    sources = [*(REPO / "templates").rglob("*.html"), *(REPO / "calculator" / "static").rglob("*.css"),
-               *(REPO / "calculator" / "static").rglob("*.js")]
+    sources = [
+        *(REPO / "templates").rglob("*.html"),
+        *(REPO / "calculator" / "static").rglob("*.css"),
+        *(REPO / "calculator" / "static").rglob("*.js"),
+    ]
     for path in sources:
         text = path.read_text(encoding="utf-8")
         assert words.search(text) is None, (path.name, words.search(text))
@@ -334,8 +386,12 @@ def test_a_fourth_option_gets_its_colour_and_a_curve(monkeypatch):
     css = charts.option_stylesheet()
     assert ".option-3 { stroke: #CC79A7; fill: #CC79A7; } /* PRRT */" in css
     assert ".line.option-3, .option-3 .swatch line { stroke-dasharray: 6 2 1 2; }" in css
-    curve = {"times_months": [0.0, 5.0, 20.0], "survival": [1.0, 0.8, 0.5], "ci_lower": [1.0, 0.7, 0.4],
-             "ci_upper": [1.0, 0.9, 0.6]}
+    curve = {
+        "times_months": [0.0, 5.0, 20.0],
+        "survival": [1.0, 0.8, 0.5],
+        "ci_lower": [1.0, 0.7, 0.4],
+        "ci_upper": [1.0, 0.9, 0.6],
+    }
     chart = charts.survival_chart(dict.fromkeys(options, curve), options)
     assert [(s.option, s.slot) for s in chart.series] == list(zip(options, range(4), strict=True))
     monkeypatch.setattr(charts, "OPTION_STYLES", {**OPTION_STYLES, "PRRT": OptionStyle("red;} body{x:1")})
@@ -345,9 +401,10 @@ def test_a_fourth_option_gets_its_colour_and_a_curve(monkeypatch):
 
 # --- what the page says (issue 8) --------------------------------------------------------------------------------
 
+
 def endpoint_section(page: str, name: str) -> str:
     start = page.index(f'<section class="endpoint" id="{name}"')
-    return page[start:page.index("</section>", start)]
+    return page[start : page.index("</section>", start)]
 
 
 def test_each_endpoint_chart_has_its_definition_beside_it(client):
@@ -366,11 +423,13 @@ def test_the_caveat_is_the_observational_notice_shown_once_and_the_banner_the_sy
     with app.app_context():
         model = views.get_model()
     page = html.unescape(result_page(client))
-    caveat = page[page.index('<aside class="caveat"'):page.index("</aside>", page.index('<aside class="caveat"'))]
+    caveat = page[page.index('<aside class="caveat"') : page.index("</aside>", page.index('<aside class="caveat"'))]
     assert notices.OBSERVATIONAL in caveat
     assert page.count(notices.OBSERVATIONAL) == 1  # the caveat, not again in the warnings
     assert model.evidence_patients
-    banner = page[page.index('class="banner banner-synthetic"'):page.index("</aside>", page.index("banner-synthetic"))]
+    banner = page[
+        page.index('class="banner banner-synthetic"') : page.index("</aside>", page.index("banner-synthetic"))
+    ]
     assert notices.synthetic_notice(model.evidence_patients) in banner
     assert f"({model.evidence_patients} patients)" in banner
     assert "do not reflect" not in page  # the old caveat, no longer true
@@ -379,22 +438,26 @@ def test_the_caveat_is_the_observational_notice_shown_once_and_the_banner_the_sy
 
 def test_the_source_is_named_with_its_attribution(client):
     page = html.unescape(result_page(client))
-    about = page[page.index('<section class="about"'):]
+    about = page[page.index('<section class="about"') :]
     assert notices.ATTRIBUTION in about
 
 
 def test_neutral_wording_no_option_is_favoured(client):
     page = html.unescape(result_page(client))
     assert "favour" not in page.lower() and "better" not in page.lower() and "worse" not in page.lower()
-    assert "a positive value means higher in patients who received the first, a negative value lower" in \
-        re.sub(r"\s+", " ", page)
+    assert "a positive value means higher in patients who received the first, a negative value lower" in re.sub(
+        r"\s+", " ", page
+    )
     for name, endpoint in ENDPOINTS.items():
         section = endpoint_section(page, name)
         for a, b in COMPARISONS:
-            assert re.search(rf"At 2 years, the share {endpoint.free_of} was (\d+ percentage points? (higher|lower) "
-                             rf"in patients with these characteristics who received {a} than|about the same in "
-                             rf"patients with these characteristics who received {a} as) in those who received {b} "
-                             r"\(95% interval [−+]?\d+ to [−+]?\d+ points\)", section), (a, b)
+            assert re.search(
+                rf"At 2 years, the share {endpoint.free_of} was (\d+ percentage points? (higher|lower) "
+                rf"in patients with these characteristics who received {a} than|about the same in "
+                rf"patients with these characteristics who received {a} as) in those who received {b} "
+                r"\(95% interval [−+]?\d+ to [−+]?\d+ points\)",
+                section,
+            ), (a, b)
 
 
 def test_sentences_name_whom_the_numbers_are_about_and_never_say_about_0():
@@ -410,17 +473,27 @@ def test_sentences_name_whom_the_numbers_are_about_and_never_say_about_0():
     cases = [
         ((0.456, 0.38, 0.53), f"Of 100 {who}, about 46 were {hpfs.free_of} at 2 years (95% interval 38–53)."),
         ((0.011, 0.004, 0.03), f"Of 100 {who}, about 1 was {hpfs.free_of} at 2 years (95% interval: up to 3)."),
-        ((0.002, 0.0001, 0.03), f"Of {who}, fewer than 1 in 100 were {hpfs.free_of} at 2 years "
-                                "(95% interval: up to 3 in 100)."),
-        ((0.0004, 0.00001, 0.004), f"Of {who}, fewer than 1 in 100 were {hpfs.free_of} at 2 years "
-                                   "(95% interval: below 1 in 100)."),
-        ((0.997, 0.97, 1.0), f"Of {who}, more than 99 in 100 were {hpfs.free_of} at 2 years "
-                             "(95% interval: 97 in 100 or more)."),
-        ((0.9991, 0.996, 1.0), f"Of {who}, more than 99 in 100 were {hpfs.free_of} at 2 years "
-                               "(95% interval: above 99 in 100)."),
+        (
+            (0.002, 0.0001, 0.03),
+            f"Of {who}, fewer than 1 in 100 were {hpfs.free_of} at 2 years (95% interval: up to 3 in 100).",
+        ),
+        (
+            (0.0004, 0.00001, 0.004),
+            f"Of {who}, fewer than 1 in 100 were {hpfs.free_of} at 2 years (95% interval: below 1 in 100).",
+        ),
+        (
+            (0.997, 0.97, 1.0),
+            f"Of {who}, more than 99 in 100 were {hpfs.free_of} at 2 years (95% interval: 97 in 100 or more).",
+        ),
+        (
+            (0.9991, 0.996, 1.0),
+            f"Of {who}, more than 99 in 100 were {hpfs.free_of} at 2 years (95% interval: above 99 in 100).",
+        ),
         ((0.98, 0.93, 0.999), f"Of 100 {who}, about 98 were {hpfs.free_of} at 2 years (95% interval: 93 or more)."),
-        ((0.2, 0.001, 0.999), f"Of 100 {who}, about 20 were {hpfs.free_of} at 2 years "
-                              "(95% interval: from fewer than 1 to more than 99)."),
+        (
+            (0.2, 0.001, 0.999),
+            f"Of 100 {who}, about 20 were {hpfs.free_of} at 2 years (95% interval: from fewer than 1 to more than 99).",
+        ),
     ]
     for (s, lo, hi), expected in cases:
         text = sentences(prediction(s, lo, hi))["hpfs"][1]
@@ -431,16 +504,29 @@ def test_sentences_name_whom_the_numbers_are_about_and_never_say_about_0():
 def test_no_sentence_on_any_page_says_about_0(client):
     for grade in MODALITY_WITHIN.levels:
         for burden in BY_NAME["tumor_burden"].levels:
-            page = client.get("/result?" + urlencode({"who_grade": grade, "tumor_burden": burden,
-                                                      "prior_resection_ablation": "1"})).get_data(as_text=True)
+            page = client.get(
+                "/result?" + urlencode({"who_grade": grade, "tumor_burden": burden, "prior_resection_ablation": "1"})
+            ).get_data(as_text=True)
             sentences = " ".join(re.findall(r'<ul class="sentences">(.*?)</ul>', page, re.S))
             assert sentences.count("<li>") == len(ENDPOINTS) * len(OPTIONS)
             assert "about 0 " not in sentences and "0–0)" not in sentences and "about 100 " not in sentences
 
 
-@pytest.mark.parametrize(("value", "text"), [(0.0, "0%"), (0.004, "<1%"), (0.005, "<1%"), (0.0051, "1%"),
-                                             (0.456, "46%"), (0.994, "99%"), (0.996, ">99%"), (1.0, "100%"),
-                                             (None, "n.e."), (float("nan"), "n.e.")])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.0, "0%"),
+        (0.004, "<1%"),
+        (0.005, "<1%"),
+        (0.0051, "1%"),
+        (0.456, "46%"),
+        (0.994, "99%"),
+        (0.996, ">99%"),
+        (1.0, "100%"),
+        (None, "n.e."),
+        (float("nan"), "n.e."),
+    ],
+)
 def test_percentages_never_round_to_0_or_100_when_they_are_not(value, text):
     from calculator.views import pct
 
@@ -464,7 +550,7 @@ def test_few_similar_patients_are_shown_prominently(client, app):
     few = [o for o, n in prediction["similar_patients"].items() if n < scoring.FEW_SIMILAR_PATIENTS]
     assert few, "the fixture's top grade has few patients per option at the evidence's scale"
     warning = next(w for w in prediction["warnings"] if w.startswith(views.FEW_SIMILAR_WARNING))
-    box = page[page.index('<aside class="few-similar"'):page.index("</aside>", page.index('class="few-similar"'))]
+    box = page[page.index('<aside class="few-similar"') : page.index("</aside>", page.index('class="few-similar"'))]
     assert "<h2" in box and warning.split(": ", 1)[1][1:] in box
     assert page.index('class="few-similar"') < page.index('class="endpoints"')
     assert "Please note" not in box
@@ -475,13 +561,17 @@ def test_few_similar_patients_are_shown_prominently(client, app):
 
 # --- the finish of the charts (issue 12.4) --------------------------------------------------------------------
 
+
 def test_the_time_axis_ends_where_the_curves_carry_information():
     from calculator import charts
 
     times = [0.0] + [float(m) for m in range(1, 141)]
-    falling = {"times_months": times, "survival": [max(0.001, 1 - m / 30) for m in times],
-               "ci_lower": [max(0.0005, 1 - m / 25) for m in times],
-               "ci_upper": [min(1.0, 1.2 - m / 40) for m in times]}
+    falling = {
+        "times_months": times,
+        "survival": [max(0.001, 1 - m / 30) for m in times],
+        "ci_lower": [max(0.0005, 1 - m / 25) for m in times],
+        "ci_upper": [min(1.0, 1.2 - m / 40) for m in times],
+    }
     # every option falls to 2% by month 30: the axis ends at 36 (a tick), not at 144
     chart = charts.survival_chart(dict.fromkeys(OPTIONS, falling), OPTIONS)
     assert charts.informative_end(dict.fromkeys(OPTIONS, falling), OPTIONS) == 30.0
@@ -502,15 +592,19 @@ def test_the_time_axis_ends_where_the_curves_carry_information():
 
 def test_the_result_charts_end_early_and_the_data_island_keeps_every_value(client):
     page = client.get("/result?" + grade3_query()).get_data(as_text=True)
-    islands = [json.loads(html.unescape(i)) for i in
-               re.findall(r'<script type="application/json" class="chart-data">(.*?)</script>', page, re.S)]
+    islands = [
+        json.loads(html.unescape(i))
+        for i in re.findall(r'<script type="application/json" class="chart-data">(.*?)</script>', page, re.S)
+    ]
     assert len(islands) == len(ENDPOINTS)
     ends = []
     for island in islands:
         x_max = island["geometry"]["x_max"]
         last = max(c["times_months"][-1] for c in island["curves"].values())
-        informative = max(next((t for t, s in zip(c["times_months"], c["survival"], strict=True) if s <= 0.02),
-                               c["times_months"][-1]) for c in island["curves"].values())
+        informative = max(
+            next((t for t, s in zip(c["times_months"], c["survival"], strict=True) if s <= 0.02), c["times_months"][-1])
+            for c in island["curves"].values()
+        )
         assert x_max == max(12, 12 * math.ceil(min(informative, last) / 12))
         ends.append(x_max < 12 * math.ceil(last / 12))
     assert any(ends)  # for this patient at least one chart no longer runs on flat to the last event
@@ -519,6 +613,7 @@ def test_the_result_charts_end_early_and_the_data_island_keeps_every_value(clien
 
 
 # --- the view for the patient and the API page are reached from the pages (issue 12.3, 12.4) ----------------------
+
 
 def test_the_navigation_links_the_api_page_and_the_result_the_patient_view(client):
     form = client.get("/").get_data(as_text=True)

@@ -28,8 +28,9 @@ PICKLE_PACKAGES = ("scikit-learn", "scikit-survival")
 
 
 def _legacy_endpoints(directory: Path) -> list[str]:
-    return sorted(p.name[: -len(".joblib")] for p in directory.glob("*.joblib")
-                  if not p.name.endswith(artifact.ESTIMATOR_SUFFIX))
+    return sorted(
+        p.name[: -len(".joblib")] for p in directory.glob("*.joblib") if not p.name.endswith(artifact.ESTIMATOR_SUFFIX)
+    )
 
 
 def _endpoint_model(name: str, payload: dict) -> EndpointModel:
@@ -39,13 +40,17 @@ def _endpoint_model(name: str, payload: dict) -> EndpointModel:
     patterns = payload["cohort"]["patterns"]
     names = tuple(patterns["names"])
     frame = pd.DataFrame(np.asarray(patterns["values"], dtype=str).reshape(-1, len(names)), columns=list(names))
-    unknowns = fit_unknowns_model(frame, names, weights=np.asarray(patterns["counts"], dtype=float),
-                                  given_required=False)
+    unknowns = fit_unknowns_model(
+        frame, names, weights=np.asarray(patterns["counts"], dtype=float), given_required=False
+    )
     return EndpointModel(
-        name=name, terms=tuple(payload["terms"]), coef=np.asarray(payload["coef"], dtype=float),
+        name=name,
+        terms=tuple(payload["terms"]),
+        coef=np.asarray(payload["coef"], dtype=float),
         covariance=np.asarray(payload["covariance"], dtype=float),
         risk_sets=RiskSets(**{k: np.asarray(v) for k, v in payload["risk_sets"].items()}),
-        cohort=Cohort(grade_modality=payload["cohort"]["grade_modality"], unknowns=unknowns))
+        cohort=Cohort(grade_modality=payload["cohort"]["grade_modality"], unknowns=unknowns),
+    )
 
 
 def convert(directory: str | Path) -> list[str]:
@@ -59,8 +64,10 @@ def convert(directory: str | Path) -> list[str]:
     for package in PICKLE_PACKAGES:
         made_with, installed = card.get("software", {}).get(package), metadata.version(package)
         if made_with != installed:
-            raise ModelLoadError(f"{directory} was pickled with {package} {made_with} but {installed} is installed; "
-                                 "convert it where the versions it names are installed")
+            raise ModelLoadError(
+                f"{directory} was pickled with {package} {made_with} but {installed} is installed; "
+                "convert it where the versions it names are installed"
+            )
     payloads = {name: joblib.load(directory / f"{name}.joblib") for name in endpoints}
     models = {name: _endpoint_model(name, payload) for name, payload in payloads.items()}
 
@@ -71,14 +78,24 @@ def convert(directory: str | Path) -> list[str]:
                 joblib.dump(payload["estimator"], tmp / f"{name}{artifact.ESTIMATOR_SUFFIX}", compress=3)
         if isinstance(card.get("validation"), dict):
             # The validation judged these numbers; it now names the files that hold them.
-            manifest = {name: sha256_file(tmp / name)
-                        for name in (MODEL_JSON, *(f"{ep}.npz" for ep in endpoints))}
+            manifest = {name: sha256_file(tmp / name) for name in (MODEL_JSON, *(f"{ep}.npz" for ep in endpoints))}
             card["validation"]["model_files"] = manifest
 
-    card.setdefault("changelog", []).insert(0, {
-        "version": card["model_version"], "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "change": "Converted from pickled files (format 1) to arrays and JSON (format 2); numbers unchanged."})
+    card.setdefault("changelog", []).insert(
+        0,
+        {
+            "version": card["model_version"],
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "change": "Converted from pickled files (format 1) to arrays and JSON (format 2); numbers unchanged.",
+        },
+    )
     old = read_manifest(directory)
-    artifact.rewrite_version(directory, card, render_markdown(card), expect_manifest=manifest_sha,
-                             keep=lambda name: not (name.endswith(".joblib") and name in old), add=add)
+    artifact.rewrite_version(
+        directory,
+        card,
+        render_markdown(card),
+        expect_manifest=manifest_sha,
+        keep=lambda name: not (name.endswith(".joblib") and name in old),
+        add=add,
+    )
     return endpoints

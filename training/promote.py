@@ -46,8 +46,14 @@ def _into_root(directory: Path, root: Path, report: Callable[[str], None]) -> Pa
     return target
 
 
-def promote(directory: str | Path, root: str | Path | None = None, *, force: bool = False, registry=None,
-            report: Callable[[str], None] | None = None) -> Path:
+def promote(
+    directory: str | Path,
+    root: str | Path | None = None,
+    *,
+    force: bool = False,
+    registry=None,
+    report: Callable[[str], None] | None = None,
+) -> Path:
     """Make ``directory`` the version served by default: ``root/current`` → it, switched with one rename.
 
     ``root`` defaults to the folder the calculator serves from (``prognosis.store.served_model_dir``'s parent:
@@ -69,8 +75,9 @@ def promote(directory: str | Path, root: str | Path | None = None, *, force: boo
         except ModelLoadError as exc:
             report(f"the current model does not load ({exc}); it will be replaced")
     if registry is not None and current is not None:
-        for line in validate.format_comparison(validate.compare(candidate, current, registry), candidate.version,
-                                               current.version):
+        for line in validate.format_comparison(
+            validate.compare(candidate, current, registry), candidate.version, current.version
+        ):
             report(line)
     failures = validate.validation_failures(candidate)
     if failures:

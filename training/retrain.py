@@ -151,9 +151,14 @@ def assess_sample_size(
     result = sample_size.assess(time, event, parameters, SAMPLE_SIZE_HORIZON_MONTHS, r2)
     if evidence_fraction != 1.0:
         result = sample_size.minimum_sample_size(
-            parameters=parameters, rate=result.rate, mean_follow_up=result.mean_follow_up, horizon=result.horizon,
-            r2_cs=result.r2_cs, patients=round(len(time) * evidence_fraction),
-            events=round(int(event.sum()) * evidence_fraction))
+            parameters=parameters,
+            rate=result.rate,
+            mean_follow_up=result.mean_follow_up,
+            horizon=result.horizon,
+            r2_cs=result.r2_cs,
+            patients=round(len(time) * evidence_fraction),
+            events=round(int(event.sum()) * evidence_fraction),
+        )
     source = why if r2 is not None else f"{default}, because {why}"
     result = replace(result, r2_cs_source=source)
     block = result.to_card()
@@ -331,15 +336,25 @@ def fit_one(
     time, event = data.time, data.event
     notes: list[str] = []
     size, size_block = assess_sample_size(
-        data, len(terms), reference, role="served", registry_sha256=registry_sha256, reference_note=reference_note,
+        data,
+        len(terms),
+        reference,
+        role="served",
+        registry_sha256=registry_sha256,
+        reference_note=reference_note,
         evidence_fraction=1 / scale,
     )
     if scale != 1.0:
         size_block["evidence"] = (
             "judged at the size of the study the synthetic registry stands for: the published model is reproduced "
-            "as published, never shrunk" + ("" if size.adequate else
-                                           f"; Riley et al.'s criteria are not met at that size (expected shrinkage "
-                                           f"{size.expected_shrinkage:.2f}): its predictions may be too extreme"))
+            "as published, never shrunk"
+            + (
+                ""
+                if size.adequate
+                else f"; Riley et al.'s criteria are not met at that size (expected shrinkage "
+                f"{size.expected_shrinkage:.2f}): its predictions may be too extreme"
+            )
+        )
     if data.imputed:
         progress(f"{data.name}: fitting each of {len(data.frames)} imputed registries, pooling by Rubin's rules")
         pooled = _pool(data.designs(terms), time, event, terms)

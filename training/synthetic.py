@@ -35,10 +35,9 @@ ASSUMPTIONS_PATH = DATA_DIR / "synthetic_assumptions.json"
 TERMS: list[str] = covariates.term_ids(covariates.OPTIONAL)
 # Draw order from the one generator; a seed fixes the whole frame.
 DRAWN: tuple[str, ...] = tuple(c.name for c in covariates.COVARIATES) + (covariates.MODALITY.name,)
-COLUMNS: list[str] = (
-    ["patient_id", *covariates.REQUIRED, covariates.MODALITY.name, *covariates.OPTIONAL]
-    + [col for ep in covariates.ENDPOINTS.values() for col in (ep.time, ep.event)]
-)
+COLUMNS: list[str] = ["patient_id", *covariates.REQUIRED, covariates.MODALITY.name, *covariates.OPTIONAL] + [
+    col for ep in covariates.ENDPOINTS.values() for col in (ep.time, ep.event)
+]
 # Registries record dates, so times are whole days (in months of 30.4375 days); the smallest one is one day.
 DAY_MONTHS = 1 / 30.4375
 
@@ -83,8 +82,9 @@ def published_truth(endpoint: str) -> dict[str, float]:
     missing = [term for term in TERMS if term not in hrs]
     extra = sorted(set(hrs) - set(TERMS))
     if missing or extra:
-        raise ValueError(f"table1.json {endpoint} multivariate terms do not match the model: "
-                         f"missing {missing}, unknown {extra}")
+        raise ValueError(
+            f"table1.json {endpoint} multivariate terms do not match the model: missing {missing}, unknown {extra}"
+        )
     return {term: math.log(hrs[term]) for term in TERMS}
 
 
@@ -134,8 +134,10 @@ class Parameters:
     def from_assumptions(cls, assumptions: dict) -> Parameters:
         base, cens = assumptions["weibull_baseline"], assumptions["censoring"]
         return cls(
-            hpfs_shape=float(base["hpfs"]["shape"]), hpfs_scale=float(base["hpfs"]["scale_months"]),
-            os_shape=float(base["os"]["shape"]), os_scale=float(base["os"]["scale_months"]),
+            hpfs_shape=float(base["hpfs"]["shape"]),
+            hpfs_scale=float(base["hpfs"]["scale_months"]),
+            os_shape=float(base["os"]["shape"]),
+            os_scale=float(base["os"]["scale_months"]),
             administrative_max=float(cens["administrative_max_months"]),
             loss_rate=float(cens["loss_to_follow_up_rate_per_month"]),
         )
@@ -163,8 +165,14 @@ def _draw(n: int, seed: int, probabilities: dict[str, dict[str, float]]) -> _Dra
     design = covariates.design_matrix(frame, TERMS)
     linear_predictor = {ep: design @ np.array(list(published_truth(ep).values())) for ep in covariates.ENDPOINTS}
     # Standardised draws, so calibration can re-use one cohort (common random numbers) for every parameter trial.
-    return _Draws(frame, linear_predictor, u_hpfs=rng.random(n), u_os=rng.random(n),
-                  u_administrative=rng.random(n), e_loss=rng.standard_exponential(n))
+    return _Draws(
+        frame,
+        linear_predictor,
+        u_hpfs=rng.random(n),
+        u_os=rng.random(n),
+        u_administrative=rng.random(n),
+        e_loss=rng.standard_exponential(n),
+    )
 
 
 def _weibull_ph_inverse(u: np.ndarray, linear_predictor: np.ndarray, shape: float, scale: float) -> np.ndarray:
@@ -173,15 +181,20 @@ def _weibull_ph_inverse(u: np.ndarray, linear_predictor: np.ndarray, shape: floa
 
 
 def _outcomes(draws: _Draws, params: Parameters) -> dict[str, np.ndarray]:
-    progression = _weibull_ph_inverse(draws.u_hpfs, draws.linear_predictor["hpfs"], params.hpfs_shape,
-                                      params.hpfs_scale)
+    progression = _weibull_ph_inverse(
+        draws.u_hpfs, draws.linear_predictor["hpfs"], params.hpfs_shape, params.hpfs_scale
+    )
     death = _weibull_ph_inverse(draws.u_os, draws.linear_predictor["os"], params.os_shape, params.os_scale)
     follow_up = np.minimum(params.administrative_max * draws.u_administrative, draws.e_loss / params.loss_rate)
     os_time = np.minimum(death, follow_up)
     # Death or the end of follow-up before hepatic progression censors HPFS there, so HPFS never exceeds OS.
     hpfs_time = np.minimum(progression, os_time)
-    return {"hpfs_months": hpfs_time, "hpfs_event": (progression <= os_time).astype(int),
-            "os_months": os_time, "os_event": (death <= follow_up).astype(int)}
+    return {
+        "hpfs_months": hpfs_time,
+        "hpfs_event": (progression <= os_time).astype(int),
+        "os_months": os_time,
+        "os_event": (death <= follow_up).astype(int),
+    }
 
 
 # Every synthetic patient_id is "SYN" and digits; a registry whose ids all match is taken for a synthetic one.
@@ -241,8 +254,11 @@ def synthesize(n: int, seed: int) -> pd.DataFrame:
     frame.insert(0, "patient_id", [f"{ID_PREFIX}{i:0{len(str(n))}d}" for i in range(1, n + 1)])
     for column, values in outcomes.items():
         # Rounding is monotone, so hpfs <= os survives it.
-        frame[column] = (np.round(np.maximum(np.round(values / DAY_MONTHS), 1.0) * DAY_MONTHS, 6)
-                         if column.endswith("_months") else values)
+        frame[column] = (
+            np.round(np.maximum(np.round(values / DAY_MONTHS), 1.0) * DAY_MONTHS, 6)
+            if column.endswith("_months")
+            else values
+        )
     return frame[COLUMNS]
 
 
@@ -329,14 +345,15 @@ def calibrate(n: int = 200_000, seed: int = 0, follow_up_weight: float = 4.0) ->
     draws = _draw(n, seed, covariate_probabilities(assumptions))
     grades = np.asarray(draws.frame[covariates.WHO_GRADE.name]).astype(str)
     cohort = load_table1()["cohort"]
-    targets = {ep: {g: float(v) for g, v in cohort["full_paper"][f"median_{ep}_months_by_grade"].items()}
-               for ep in covariates.ENDPOINTS}
+    targets = {
+        ep: {g: float(v) for g, v in cohort["full_paper"][f"median_{ep}_months_by_grade"].items()}
+        for ep in covariates.ENDPOINTS
+    }
     target_follow_up = float(cohort["seed_abstract"]["mean_follow_up_months"])
 
     def params_of(x: np.ndarray) -> Parameters:
         shape_h, scale_h, shape_o, scale_o, rate = np.exp(x)
-        return replace(base, hpfs_shape=shape_h, hpfs_scale=scale_h, os_shape=shape_o, os_scale=scale_o,
-                       loss_rate=rate)
+        return replace(base, hpfs_shape=shape_h, hpfs_scale=scale_h, os_shape=shape_o, os_scale=scale_o, loss_rate=rate)
 
     def objective(x: np.ndarray) -> float:
         outcomes = _outcomes(draws, params_of(x))
@@ -347,17 +364,21 @@ def calibrate(n: int = 200_000, seed: int = 0, follow_up_weight: float = 4.0) ->
         return total
 
     # A fixed, generic start (not the file's current values), so re-running the calibration reproduces it.
-    x0 = np.log([_START["hpfs_shape"], _START["hpfs_scale"], _START["os_shape"], _START["os_scale"],
-                 _START["loss_rate"]])
+    x0 = np.log(
+        [_START["hpfs_shape"], _START["hpfs_scale"], _START["os_shape"], _START["os_scale"], _START["loss_rate"]]
+    )
     passes = []
     for _ in range(_MAX_PASSES):
         # Nelder-Mead's default simplex is 5% of each start value, i.e. almost nothing for log(shape) = 0, and the
         # KM medians are step functions at that scale: use steps of 0.3 on the log scale, and restart from the
         # optimum with a fresh simplex until that no longer helps (Nelder-Mead can stall on a collapsed simplex).
         simplex = np.vstack([x0, x0 + 0.3 * np.eye(len(x0))])
-        result = minimize(objective, x0, method="Nelder-Mead",
-                          options={"initial_simplex": simplex, "xatol": 1e-4, "fatol": 1e-7, "maxiter": 4000,
-                                   "maxfev": 8000})
+        result = minimize(
+            objective,
+            x0,
+            method="Nelder-Mead",
+            options={"initial_simplex": simplex, "xatol": 1e-4, "fatol": 1e-7, "maxiter": 4000, "maxfev": 8000},
+        )
         passes.append(result)
         improved = len(passes) == 1 or passes[-2].fun - result.fun > _RESTART_GAIN
         x0 = result.x
@@ -365,63 +386,96 @@ def calibrate(n: int = 200_000, seed: int = 0, follow_up_weight: float = 4.0) ->
             break
     # Stored values are rounded; the record describes the rounded parameters actually used.
     fitted = params_of(result.x)
-    fitted = replace(fitted, hpfs_shape=round(fitted.hpfs_shape, 4), hpfs_scale=round(fitted.hpfs_scale, 3),
-                     os_shape=round(fitted.os_shape, 4), os_scale=round(fitted.os_scale, 3),
-                     loss_rate=round(fitted.loss_rate, 6))
+    fitted = replace(
+        fitted,
+        hpfs_shape=round(fitted.hpfs_shape, 4),
+        hpfs_scale=round(fitted.hpfs_scale, 3),
+        os_shape=round(fitted.os_shape, 4),
+        os_scale=round(fitted.os_scale, 3),
+        loss_rate=round(fitted.loss_rate, 6),
+    )
     calibration_cohort = draws.frame.assign(**_outcomes(draws, fitted))
     record = {
         "command": f"python -m training.synthetic --calibrate --n {n} --seed {seed}",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "method": ("Nelder-Mead over log(shape), log(scale) per endpoint and log(loss-to-follow-up rate), on one "
-                   "synthetic cohort of n patients at seed (common random numbers); objective = sum over endpoints "
-                   "and grades of squared log(KM median / paper median) + follow_up_weight * squared log(mean "
-                   "follow-up / paper mean follow-up). Administrative horizon held fixed. One proportional-hazards "
-                   "baseline cannot match all three OS grade medians under the published HRs, so the OS fit is a "
-                   "least-squares compromise."),
-        "n": n, "seed": seed, "follow_up_weight": follow_up_weight,
-        "objective": objective(np.log([fitted.hpfs_shape, fitted.hpfs_scale, fitted.os_shape, fitted.os_scale,
-                                       fitted.loss_rate])),
+        "method": (
+            "Nelder-Mead over log(shape), log(scale) per endpoint and log(loss-to-follow-up rate), on one "
+            "synthetic cohort of n patients at seed (common random numbers); objective = sum over endpoints "
+            "and grades of squared log(KM median / paper median) + follow_up_weight * squared log(mean "
+            "follow-up / paper mean follow-up). Administrative horizon held fixed. One proportional-hazards "
+            "baseline cannot match all three OS grade medians under the published HRs, so the OS fit is a "
+            "least-squares compromise."
+        ),
+        "n": n,
+        "seed": seed,
+        "follow_up_weight": follow_up_weight,
+        "objective": objective(
+            np.log([fitted.hpfs_shape, fitted.hpfs_scale, fitted.os_shape, fitted.os_scale, fitted.loss_rate])
+        ),
         "start": _START,
-        "optimizer": {"passes": len(passes), "objective_by_pass": [float(p.fun) for p in passes],
-                      "converged": bool(result.success),
-                      "iterations": sum(int(p.nit) for p in passes), "message": str(result.message)},
+        "optimizer": {
+            "passes": len(passes),
+            "objective_by_pass": [float(p.fun) for p in passes],
+            "converged": bool(result.success),
+            "iterations": sum(int(p.nit) for p in passes),
+            "message": str(result.message),
+        },
         "report_calibration_cohort": calibration_report(calibration_cohort),
     }
     return fitted, record
 
 
-def write_calibration(params: Parameters, record: dict, path: Path = ASSUMPTIONS_PATH,
-                      check_n: int = 20_000, check_seed: int = 1) -> dict:
+def write_calibration(
+    params: Parameters, record: dict, path: Path = ASSUMPTIONS_PATH, check_n: int = 20_000, check_seed: int = 1
+) -> dict:
     """Store calibrated parameters and their record in the assumptions file; add the report at (check_n, check_seed)."""
     assumptions = load_assumptions(path)
     source = "calibrated: see calibration"
-    assumptions["weibull_baseline"]["hpfs"] = {"shape": params.hpfs_shape, "scale_months": params.hpfs_scale,
-                                               "source": source}
-    assumptions["weibull_baseline"]["os"] = {"shape": params.os_shape, "scale_months": params.os_scale,
-                                             "source": source}
+    assumptions["weibull_baseline"]["hpfs"] = {
+        "shape": params.hpfs_shape,
+        "scale_months": params.hpfs_scale,
+        "source": source,
+    }
+    assumptions["weibull_baseline"]["os"] = {
+        "shape": params.os_shape,
+        "scale_months": params.os_scale,
+        "source": source,
+    }
     assumptions["censoring"]["loss_to_follow_up_rate_per_month"] = params.loss_rate
     assumptions["censoring"]["loss_to_follow_up_source"] = source
     assumptions["calibration"] = record
     path.write_text(json.dumps(assumptions, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     # The check runs on the file just written, through the same code path users take.
     assumptions["calibration"][f"report_n{check_n}_seed{check_seed}"] = calibration_report(
-        synthesize(check_n, check_seed))
+        synthesize(check_n, check_seed)
+    )
     path.write_text(json.dumps(assumptions, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return assumptions
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.synthetic", description=__doc__.splitlines()[0])
-    parser.add_argument("--calibrate", action="store_true",
-                        help="fit baselines and loss to follow-up, write them into data/synthetic_assumptions.json")
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="fit baselines and loss to follow-up, write them into data/synthetic_assumptions.json",
+    )
     parser.add_argument("--n", type=int, default=None, help="cohort size (calibration default 200000, report 20000)")
     parser.add_argument("--seed", type=int, default=None, help="seed (calibration default 0, report 1)")
     args = parser.parse_args(argv)
     if args.calibrate:
         params, record = calibrate(n=args.n or 200_000, seed=0 if args.seed is None else args.seed)
         written = write_calibration(params, record)
-        print(json.dumps({"parameters": written["weibull_baseline"], "censoring": written["censoring"],
-                          "calibration": written["calibration"]}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "parameters": written["weibull_baseline"],
+                    "censoring": written["censoring"],
+                    "calibration": written["calibration"],
+                },
+                indent=1,
+            )
+        )
     else:
         n, seed = args.n or 20_000, 1 if args.seed is None else args.seed
         print(json.dumps(calibration_report(synthesize(n, seed)), indent=1))

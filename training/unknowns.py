@@ -47,16 +47,20 @@ def _fit_link(x: np.ndarray, y: np.ndarray, k: int, weights: np.ndarray) -> np.n
     return result.x.reshape(k - 1, 1 + p)
 
 
-def fit_unknowns_model(frame: pd.DataFrame, optional: tuple[str, ...], *, weights: np.ndarray | None = None,
-                       given_required: bool = True) -> UnknownsModel:
+def fit_unknowns_model(
+    frame: pd.DataFrame, optional: tuple[str, ...], *, weights: np.ndarray | None = None, given_required: bool = True
+) -> UnknownsModel:
     """The chain P(o_1 | r) P(o_2 | r, o_1) ... over the optional covariates ``optional`` recorded in ``frame``.
 
     ``weights`` weight the rows (counts of aggregated rows); ``given_required=False`` leaves the required
     covariates out of the inputs (a cohort known only by its optional covariates' patterns).
     """
     weights = np.ones(len(frame)) if weights is None else np.asarray(weights, dtype=float)
-    inputs = [t for name in covariates.REQUIRED for t in covariates.covariate_terms(covariates.BY_NAME[name])] \
-        if given_required else []
+    inputs = (
+        [t for name in covariates.REQUIRED for t in covariates.covariate_terms(covariates.BY_NAME[name])]
+        if given_required
+        else []
+    )
     links = []
     for name in covariates.OPTIONAL:
         if name not in optional:

@@ -124,12 +124,16 @@ def _numeric(cells: Cells, cov: cv.Covariate) -> Parsed:
     outside = number & ((parsed.values < cov.minimum) | (parsed.values > cov.maximum))
     values = np.full(len(parsed.values), None, dtype=object)
     values[number & ~outside] = [repr(float(v)) for v in parsed.values[number & ~outside]]
-    return Parsed(values=values, missing=parsed.missing,
-                  problems={**parsed.problems, outside_range(cov.minimum, cov.maximum, cov.unit): outside})
+    return Parsed(
+        values=values,
+        missing=parsed.missing,
+        problems={**parsed.problems, outside_range(cov.minimum, cov.maximum, cov.unit): outside},
+    )
 
 
-def _with_alternative(raw: RawTable, columns: ColumnMap, out: CovariateRows, cov: cv.Covariate,
-                      alternative: cv.NumericAlternative) -> None:
+def _with_alternative(
+    raw: RawTable, columns: ColumnMap, out: CovariateRows, cov: cv.Covariate, alternative: cv.NumericAlternative
+) -> None:
     name, alt = cov.name, alternative.name
     have_cat, have_pct = name in columns.index, alt in columns.index
     if not (have_cat or have_pct):

@@ -66,6 +66,7 @@ class Outcome:
 def outcome_endpoints(raw: RawTable, columns: ColumnMap) -> list[cv.Endpoint]:
     """The endpoints whose two columns are present; raise RegistryError if a required column is absent."""
     index = columns.index
+
     def alternative(name: str) -> str | None:
         cov = cv.BY_NAME.get(name)
         return cov.alternative.name if cov is not None and cov.alternative is not None else None
