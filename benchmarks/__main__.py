@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import (
@@ -41,7 +41,7 @@ def main(names: list[str]) -> None:
     SECTIONS.mkdir(exist_ok=True)
     for name in chosen:
         lines = [
-            f"<!-- {name}: run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+            f"<!-- {name}: run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
             f"{platform.python_implementation()} {platform.python_version()}, {_cpus()} CPUs -->",
             "",
         ]

@@ -233,7 +233,9 @@ def flatten(
 
 def read_document(document: Schema) -> ApiPage:
     """The page's contents from an OpenAPI document: its operations and the fields of every body they name."""
-    operations, bodies, placeholders = [], {}, {}
+    operations: list[Operation] = []
+    bodies: dict[str, tuple[Field, ...]] = {}
+    placeholders: dict[str, tuple[str, ...]] = {}
     components = document.get("components", {}).get("schemas", {})
     for path, methods in document.get("paths", {}).items():
         for method, operation in methods.items():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from calculator.charts import BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDTH, Y_TICKS, Frame, Tick
 from prognosis.covariates import COVARIATES, DEFAULT_HORIZONS_MONTHS, covariate_terms
@@ -134,7 +134,7 @@ def forest_plot(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str] | N
     )
 
 
-def _positive(v: Any) -> bool:
+def _positive(v: object) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
 
 
@@ -235,7 +235,7 @@ def calibration_plot(horizon: Mapping[str, Any]) -> CalibrationPlot | None:
     )
 
 
-def _finite(v: Any) -> bool:
+def _finite(v: object) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -541,13 +541,14 @@ def worked_example(endpoint: Mapping[str, Any], terms: Sequence[str], months: fl
     )
     coefs = {row.get("term"): row.get("coef") for row in endpoint.get("multivariate") or []}
     rows = [(t, coefs.get(t)) for t in terms]
-    if not _finite(baseline) or not rows or not all(_finite(c) for _, c in rows):
+    finite = [(t, c) for t, c in rows if _finite(c)]
+    if not _finite(baseline) or not rows or len(finite) < len(rows):
         return None
-    lp = sum(c for _, c in rows)
+    lp = sum(c for _, c in finite)
     return {
         "months": months,
         "baseline": baseline,
-        "terms": [{"term": t, "coef": c} for t, c in rows],
+        "terms": [{"term": t, "coef": c} for t, c in finite],
         "lp": lp,
         "relative_hazard": math.exp(lp),
         "survival": baseline ** math.exp(lp),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import traceback
 
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -28,7 +28,7 @@ TEMPLATES = {404: "errors/404.html", 500: "errors/500.html", 503: "errors/500.ht
 API_FIELDS = {400: "body", 413: "body", 415: "body", 429: "request", 503: "model"}
 
 
-def error_response(status: int, message: str | None = None) -> ResponseReturnValue:
+def error_response(status: int, message: str | None = None) -> tuple[Response | str, int]:
     """The error page, or for an API path the JSON error body, with ``status``."""
     message = message or MESSAGES.get(status, MESSAGES[400 if status < 500 else 500])
     if request.path.startswith("/api/"):
@@ -49,8 +49,9 @@ def http_error(error: HTTPException) -> ResponseReturnValue:
         return error
     body, status = error_response(error.code)
     response = current_app.make_response((body, status))
-    if error.code == 405 and getattr(error, "valid_methods", None):
-        response.headers["Allow"] = ", ".join(error.valid_methods)
+    valid_methods = getattr(error, "valid_methods", None)  # set by MethodNotAllowed
+    if error.code == 405 and valid_methods:
+        response.headers["Allow"] = ", ".join(valid_methods)
     return response
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import Field, RadioField, StringField
-from wtforms.fields.choices import SelectChoice
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3; types-WTForms is 3.2
 from wtforms.validators import StopValidation, ValidationError
 
 from prognosis import scoring
@@ -83,7 +83,8 @@ class LevelField(RadioField):
             if parse_number(form[alternative.name].data) is None:
                 raise StopValidation("Required: choose a category or enter a number below.")
             return
-        if not any(choice.selected for choice in self.iter_choices()):
+        # WTForms 3.3 yields Choice objects; types-WTForms 3.2 still says tuples.
+        if not any(choice.selected for choice in self.iter_choices()):  # type: ignore[attr-defined]
             raise ValidationError("Choose one of the listed options.")
 
 

@@ -86,7 +86,9 @@ def index() -> ResponseReturnValue:
         model = current_model()
         # The condition is judged against the model's follow-up too (without a model, the result page says so).
         if form.validate() and (model is None or form.check_condition(model)):
-            return redirect(url_for(".result", **form.query()), code=303)
+            # As url_for's **values (Any): mypy would match a dict[str, str] against its `_external: bool` too.
+            query: dict[str, Any] = form.query()
+            return redirect(url_for(".result", **query), code=303)
         # A form with messages is an ordinary page (200); a malformed permalink, below, is a bad request.
         return render_template("calculator.html", form=form)
     # Query parameters ("change inputs" from a result) prefill the form without judging it.

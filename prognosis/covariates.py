@@ -9,10 +9,12 @@ is served only under definitions whose terms include all of its own.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import itertools
+import operator
 import os
-from collections.abc import Mapping
+from typing import Protocol
 
 import numpy as np
 
@@ -33,6 +35,10 @@ ENDPOINTS: dict[str, Endpoint] = {ep.name: ep for ep in _defs.ENDPOINTS}
 # The named covariates of the definitions (WHO_GRADE, TUMOR_BURDEN, ...), for code tied to the published study
 # (the synthetic generator) and for tests; generic code iterates COVARIATES instead.
 globals().update({name: value for name, value in vars(_defs).items() if isinstance(value, Covariate)})
+# Declared for the type checker, which cannot see the update above; these lines bind nothing.
+WHO_GRADE: Covariate
+TUMOR_BURDEN: Covariate
+PRIOR_RESECTION_ABLATION: Covariate
 
 BY_NAME: dict[str, Covariate] = {c.name: c for c in COVARIATES}
 REQUIRED: tuple[str, ...] = tuple(c.name for c in COVARIATES if c.required)
@@ -101,7 +107,12 @@ def term_ids(optional: tuple[str, ...] | list[str] = ()) -> list[str]:
 
 
 def _parts(term: str) -> dict[str, str]:
-    return dict(p[:-1].split("[", 1) if "[" in p else (p, "1") for p in term.split(":"))
+    parts = {}
+    for p in term.split(":"):
+        # A malformed part such as "name[" splits into one item: ValueError, which term_label catches.
+        name, level = p[:-1].split("[", 1) if "[" in p else (p, "1")
+        parts[name] = level
+    return parts
 
 
 def term_label(term: str) -> str:
@@ -126,7 +137,13 @@ def term_label(term: str) -> str:
     return cov.label if cov.binary else f"{cov.label}: {cov.label_of(level)}"
 
 
-def design_matrix(columns: Mapping[str, object], terms: list[str]) -> np.ndarray:
+class Columns(Protocol):
+    """Columns by name: a mapping of arrays, or a pandas DataFrame (the core does not import pandas)."""
+
+    def __getitem__(self, name: str, /) -> object: ...
+
+
+def design_matrix(columns: Columns, terms: list[str]) -> np.ndarray:
     """Term matrix (rows x terms) from canonical values per column: indicators, or the number of a numeric term.
 
     ``columns`` maps each covariate name and ``modality`` to an array-like of canonical levels
@@ -141,17 +158,14 @@ def design_matrix(columns: Mapping[str, object], terms: list[str]) -> np.ndarray
             cache[name] = np.asarray(columns[name], dtype=object).astype(dtype)
         return cache[name]
 
-    out = []
+    out: list[np.ndarray] = []
     for term in terms:
         parts = _parts(term)
         if len(parts) == 1 and term in BY_NAME and BY_NAME[term].numeric:
             out.append(col(term))
             continue
-        indicator = None
-        for name, level in parts.items():
-            hit = col(name) == level
-            indicator = hit if indicator is None else indicator & hit
-        out.append(indicator)
+        # Rows at every level the term names (a term has at least one part).
+        out.append(functools.reduce(operator.and_, (col(name) == level for name, level in parts.items())))
     return np.column_stack(out).astype(float) if out else np.zeros((0, 0))
 
 

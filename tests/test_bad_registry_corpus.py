@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from prognosis.store import load_model
-from training import artifact, promote
+from training import promote
 from training.__main__ import main as training_main
 from training.synthetic import synthesize
 

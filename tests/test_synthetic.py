@@ -145,5 +145,5 @@ def test_cox_fit_recovers_published_hazard_ratios(large, endpoint):
     outcome = Surv.from_arrays(large[ep.event].astype(bool), large[ep.time])
     model = CoxPHSurvivalAnalysis(ties="efron").fit(design, outcome)
     ratio = np.exp(model.coef_ - np.array(list(truth.values())))
-    off = {term: round(float(r), 3) for term, r in zip(truth, ratio) if abs(r - 1) > HR_TOLERANCE}
+    off = {term: round(float(r), 3) for term, r in zip(truth, ratio, strict=True) if abs(r - 1) > HR_TOLERANCE}
     assert not off, off

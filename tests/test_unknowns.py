@@ -55,9 +55,9 @@ def fitted(tmp_path_factory):
 def mixture(model, patient: dict, patterns: pd.Series, horizon_index: int) -> dict[str, float]:
     """Brute force: each pattern of the unknowns scored as a fully specified patient, averaged by ``patterns``
     (their frequencies); per option, OS survival at the landmark."""
-    total = {option: 0.0 for option in covariates.OPTIONS}
+    total = dict.fromkeys(covariates.OPTIONS, 0.0)
     for values, weight in patterns.items():
-        full = dict(patient, **dict(zip(patterns.index.names, values)))
+        full = dict(patient, **dict(zip(patterns.index.names, values, strict=True)))
         result = predict(model, full)["predictions"]["os"]
         for option in covariates.OPTIONS:
             total[option] += weight * result[option]["landmarks"][horizon_index]["survival"]

@@ -9,6 +9,7 @@ a half; temporaries have names starting with '.'. Switching the served version i
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import shutil
@@ -46,7 +47,7 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _write_file(path: Path, write: Callable[[Path], None]) -> None:
+def _write_file(path: Path, write: Callable[[Path], object]) -> None:
     write(path)
     _fsync_file(path)
 
@@ -72,7 +73,7 @@ def write_artifact(
         for endpoint, estimator in (estimators or {}).items():
             if estimator is not None:
                 _write_file(
-                    tmp / f"{endpoint}{ESTIMATOR_SUFFIX}", lambda p, obj=estimator: joblib.dump(obj, p, compress=3)
+                    tmp / f"{endpoint}{ESTIMATOR_SUFFIX}", functools.partial(joblib.dump, estimator, compress=3)
                 )
         _write_file(tmp / CARD, lambda p: p.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8"))
         _write_file(tmp / CARD_MARKDOWN, lambda p: p.write_text(card_markdown, encoding="utf-8"))

@@ -10,7 +10,7 @@ over to the new ones (same numbers); the card's changelog says what happened.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -85,7 +85,7 @@ def convert(directory: str | Path) -> list[str]:
         0,
         {
             "version": card["model_version"],
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "change": "Converted from pickled files (format 1) to arrays and JSON (format 2); numbers unchanged.",
         },
     )

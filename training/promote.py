@@ -16,6 +16,7 @@ from pathlib import Path
 from prognosis.store import CURRENT, ModelLoadError, load_model, served_model_dir
 from training import validate
 from training.artifact import ArtifactError, fsync_dir
+from training.registry import Registry
 
 
 def _into_root(directory: Path, root: Path, report: Callable[[str], None]) -> Path:
@@ -51,7 +52,7 @@ def promote(
     root: str | Path | None = None,
     *,
     force: bool = False,
-    registry=None,
+    registry: Registry | None = None,
     report: Callable[[str], None] | None = None,
 ) -> Path:
     """Make ``directory`` the version served by default: ``root/current`` → it, switched with one rename.

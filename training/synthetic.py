@@ -15,10 +15,11 @@ import ast
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,7 +57,8 @@ def _covariate(name: str) -> covariates.Covariate:
     return covariates.MODALITY if name == covariates.MODALITY.name else covariates.BY_NAME[name]
 
 
-def _lookup(tree: dict, path: Sequence[str]) -> object:
+def _lookup(tree: Mapping[str, Any], path: Sequence[str]) -> Any:
+    """The value at ``path`` in a parsed JSON document (whatever JSON holds there)."""
     for key in path:
         tree = tree[key]
     return tree
@@ -384,8 +386,9 @@ def calibrate(n: int = 200_000, seed: int = 0, follow_up_weight: float = 4.0) ->
         x0 = result.x
         if not improved:
             break
+    final = passes[-1]
     # Stored values are rounded; the record describes the rounded parameters actually used.
-    fitted = params_of(result.x)
+    fitted = params_of(final.x)
     fitted = replace(
         fitted,
         hpfs_shape=round(fitted.hpfs_shape, 4),
@@ -397,7 +400,7 @@ def calibrate(n: int = 200_000, seed: int = 0, follow_up_weight: float = 4.0) ->
     calibration_cohort = draws.frame.assign(**_outcomes(draws, fitted))
     record = {
         "command": f"python -m training.synthetic --calibrate --n {n} --seed {seed}",
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "method": (
             "Nelder-Mead over log(shape), log(scale) per endpoint and log(loss-to-follow-up rate), on one "
             "synthetic cohort of n patients at seed (common random numbers); objective = sum over endpoints "
@@ -416,9 +419,9 @@ def calibrate(n: int = 200_000, seed: int = 0, follow_up_weight: float = 4.0) ->
         "optimizer": {
             "passes": len(passes),
             "objective_by_pass": [float(p.fun) for p in passes],
-            "converged": bool(result.success),
+            "converged": bool(final.success),
             "iterations": sum(int(p.nit) for p in passes),
-            "message": str(result.message),
+            "message": str(final.message),
         },
         "report_calibration_cohort": calibration_report(calibration_cohort),
     }

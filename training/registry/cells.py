@@ -246,9 +246,9 @@ def _clean_distinct(values: np.ndarray, text_formulas: bool) -> tuple[np.ndarray
             for k in np.flatnonzero(starts):
                 formula[k] = looks_like_formula(stripped[k])
         return cleaned, formula, True
-    for k, value in enumerate(values):
-        cleaned[k] = clean(value)
-        formula[k] = text_formulas and isinstance(value, str) and looks_like_formula(value.strip())
+    for i, value in enumerate(values):
+        cleaned[i] = clean(value)
+        formula[i] = text_formulas and isinstance(value, str) and looks_like_formula(value.strip())
     return cleaned, formula, False
 
 

@@ -27,13 +27,14 @@ def normalize_name(name: object) -> str:
     return str(name).strip().lower()
 
 
-def load_mapping(columns: str | Path | Mapping[str, str] | None) -> dict[str, str]:
+def load_mapping(columns: str | Path | Mapping[str, object] | None) -> dict[str, str]:
     """The site-name -> canonical-name mapping, keys and targets normalized and targets checked.
 
     ``columns`` is a TOML file with a ``[columns]`` table, or a dict (the parsed document works too).
     """
     if columns is None:
         return {}
+    items: Mapping[str, object]
     if isinstance(columns, Mapping):
         inner = columns.get("columns")
         items = inner if isinstance(inner, Mapping) and len(columns) == 1 else columns
@@ -47,9 +48,10 @@ def load_mapping(columns: str | Path | Mapping[str, str] | None) -> dict[str, st
             raise RegistryError(f"{where}: cannot read the file ({exc.strerror or exc})") from exc
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise RegistryError(f"{where}: not a valid UTF-8 TOML file ({exc})") from exc
-        items = document.get("columns")
-        if not isinstance(items, Mapping):
+        table = document.get("columns")
+        if not isinstance(table, Mapping):
             raise RegistryError(f'{where}: needs a [columns] table of site_name = "canonical_name" lines')
+        items = table
     mapping: dict[str, str] = {}
     for key, target in items.items():
         if not isinstance(target, str):

@@ -80,7 +80,7 @@ class CovariateRows:
         out: dict[int, list[str]] = {}
         for problem in self.problems:
             for i in np.flatnonzero(problem.rows):
-                out.setdefault(int(i), []).append(problem.text(i))
+                out.setdefault(int(i), []).append(problem.text(int(i)))
         return dict(sorted(out.items()))
 
 

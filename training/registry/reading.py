@@ -51,6 +51,7 @@ class RawTable:
         """Column j's cells, factorized."""
         found = self.columns[j]
         if found is None:
+            assert self.frame is not None, "a column left to factorize on first use needs the frame it comes from"
             found = self.columns[j] = distinct(self.frame.iloc[:, j])
         return found
 
@@ -69,7 +70,8 @@ class RawTable:
         data = {}
         for j in range(len(self.header)):
             column = self.column(j)
-            values = np.append(column.values, None)  # code -1, an empty cell, indexes the appended None
+            # code -1, an empty cell, indexes the appended None
+            values = np.append(column.values, np.array([None], dtype=object))
             data[j] = values[column.codes]
         frame = pd.DataFrame(data, dtype=object, index=pd.RangeIndex(self.n_rows))
         frame.columns = self.header
@@ -202,10 +204,12 @@ def _read_csv_fast(data: bytes, delimiter: str, source: str, sha: str) -> RawTab
     header = [column.values[column.codes[0]].strip() if column.codes[0] >= 0 else "" for column in columns]
     body = np.flatnonzero(~blank[1:]) + 1
     rows = slice(1, None) if len(body) == lines - 1 else body
-    columns = [Distinct(codes=column.codes[rows], values=column.values) for column in columns]
+    body_columns: list[Distinct | None] = [
+        Distinct(codes=column.codes[rows], values=column.values) for column in columns
+    ]
     return RawTable(
         header=header,
-        columns=columns,
+        columns=body_columns,
         row_numbers=body + 1,
         row_note=CSV_NOTE.format(header=1),
         fmt="csv",
@@ -288,11 +292,11 @@ def _records_to_table(
             f"({note.format(header=header_row)}); "
             "a separator or quote inside a value may have shifted the columns"
         )
-    columns = []
+    columns: list[Distinct | None] = []
     for j in range(width):
-        cells = np.empty(len(body), dtype=object)
-        cells[:] = [(row[j] if j < len(row) else None) for _, row in body]
-        columns.append(distinct(cells))
+        column_cells = np.empty(len(body), dtype=object)
+        column_cells[:] = [(row[j] if j < len(row) else None) for _, row in body]
+        columns.append(distinct(column_cells))
     return RawTable(
         header=header,
         columns=columns,
@@ -335,7 +339,7 @@ def _read_xlsx(data: bytes, source: str, sha: str, table: str | None) -> RawTabl
     records: list[tuple[int, list[object]]] = []
     marks: dict[tuple[int, int], str] = {}
     for number, row in enumerate(sheet.iter_rows(), start=1):
-        cells = []
+        cells: list[object] = []
         for j, cell in enumerate(row):
             value = cell.value
             if cell.data_type == "f" or isinstance(value, (ArrayFormula, DataTableFormula)):

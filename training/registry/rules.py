@@ -143,6 +143,7 @@ class Checker:
         rows = np.flatnonzero(found.rows)
         if not len(rows):
             return
+        assert found.shown is not None, "an unknown-value problem carries its cells as shown (add_problems)"
         value_codes, values = pd.factorize(found.shown[rows])  # values in the order of their first row
         parts = [
             f"{value} in {rows_text(self.raw.row_numbers[rows[value_codes == k]])}"
