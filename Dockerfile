@@ -19,16 +19,18 @@ COPY requirements/runtime.lock requirements/
 RUN python -m venv /opt/venv \
     && pip install --no-cache-dir --require-hashes --requirement requirements/runtime.lock
 
-# Only what the service needs: the scoring core, the app, its pages, the model, gunicorn's settings (no training/,
-# no tests). Roll back by promoting an older version where the models live (docs/deployment.md).
+# Only what the service needs: the scoring core, the reader of patient files (for `python -m calculator score`), the
+# app, its pages, the model, gunicorn's settings (no training/, no tests). Roll back by promoting an older version
+# where the models live (docs/deployment.md).
 COPY pyproject.toml gunicorn.conf.py ./
 COPY prognosis/ prognosis/
+COPY registry/ registry/
 COPY calculator/ calculator/
 COPY templates/ templates/
 COPY model_artifacts/ model_artifacts/
 # Editable, so that the app finds templates/ and model_artifacts/ beside its package in /app.
 RUN pip install --no-cache-dir --no-deps --no-build-isolation --editable . \
-    && python -m compileall -q prognosis calculator \
+    && python -m compileall -q prognosis registry calculator \
     && groupadd --system --gid 10001 calculator \
     && useradd --system --no-log-init --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin calculator
 

@@ -54,7 +54,7 @@ def _child(kind: str, csv: str) -> None:
     import pandas as pd
 
     from prognosis import covariates
-    from training.registry import endpoint_frame, load_registry
+    from registry import endpoint_frame, load_registry
 
     registry = load_registry(csv)
     terms = covariates.term_ids(registry.optional)
@@ -114,8 +114,8 @@ def _r_inputs(csv: Path, out: Path) -> tuple[str, str]:
     import pandas as pd
 
     from prognosis import covariates
+    from registry import load_registry
     from training.fit import univariate_groups
-    from training.registry import load_registry
 
     registry = load_registry(str(csv))
     terms = covariates.term_ids(registry.optional)

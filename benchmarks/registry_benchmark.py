@@ -21,7 +21,7 @@ from pathlib import Path
 ROWS = 1_000_000
 SEED = 11
 REPO = Path(__file__).resolve().parent.parent
-# The last commit with the loader in one module (training/registry.py); the package training/registry/ replaced it.
+# The last commit with the loader in one module (training/registry.py); the package registry/ replaced it.
 BASELINE_COMMIT = "651e7fd249eb6ddaefed94ec40830edd6501bdd1"
 TARGET_RATIO = 3.0  # issue 11: peak increase <= 3 x the loaded frame's memory
 
@@ -54,7 +54,7 @@ def _child(kind: str, csv: str, module: str | None) -> None:
         spec.loader.exec_module(before)
         load = before.load_registry
     elif kind == "after":
-        from training.registry import load_registry as load
+        from registry import load_registry as load
     else:
         load = None
     gc.collect()

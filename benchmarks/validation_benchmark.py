@@ -39,7 +39,7 @@ CHILD = textwrap.dedent(
 
     from prognosis.store import load_model
     from training.pipeline import fit_registry
-    from training.registry import load_registry
+    from registry import load_registry
     from training.synthetic import synthesize
     from training.validate import validate_model
 

@@ -48,6 +48,7 @@ Errors = list[dict[str, str]]
 
 # --- what a covariate looks like in JSON --------------------------------------------------------------------
 
+
 def json_type(cov: Covariate) -> str:
     """'number' for a numeric covariate, 'boolean' for a binary one, 'integer' for numeric levels (WHO grade),
     else 'string'."""
@@ -91,17 +92,21 @@ def _level(cov: Covariate, value: Any) -> str | None:
         except OverflowError:  # an integer too large for a float
             return None
         return cov.canonical(number)
-    ok = {"boolean": isinstance(value, bool),
-          "integer": isinstance(value, int) and not isinstance(value, bool),
-          "string": isinstance(value, str)}[kind]
+    ok = {
+        "boolean": isinstance(value, bool),
+        "integer": isinstance(value, int) and not isinstance(value, bool),
+        "string": isinstance(value, str),
+    }[kind]
     if not ok or value not in json_levels(cov):
         return None
     return cov.levels[json_levels(cov).index(value)]
 
 
 def _range(cov: Covariate) -> str:
-    bounds = [f"at least {cov.minimum:g}" if math.isfinite(cov.minimum) else "",
-              f"at most {cov.maximum:g}" if math.isfinite(cov.maximum) else ""]
+    bounds = [
+        f"at least {cov.minimum:g}" if math.isfinite(cov.minimum) else "",
+        f"at most {cov.maximum:g}" if math.isfinite(cov.maximum) else "",
+    ]
     text = " and ".join(b for b in bounds if b)
     return text + (f" ({cov.unit})" if cov.unit else "")
 
@@ -118,6 +123,7 @@ def _expected(cov: Covariate) -> str:
 
 
 # --- request parsing --------------------------------------------------------------------------------------------
+
 
 def _error(field: str, message: str) -> dict[str, str]:
     return {"field": field[:80], "message": message}
@@ -142,15 +148,16 @@ def parse_body(data: bytes) -> Any:
 
 def _unknown_field(key: str, allowed: tuple[str, ...], elsewhere: tuple[str, ...] = ()) -> dict[str, str]:
     if key in elsewhere:
-        return _error(key, f"unknown field in a patient: give {key} once for the whole batch, beside "
-                           f"{PATIENTS}")
+        return _error(key, f"unknown field in a patient: give {key} once for the whole batch, beside {PATIENTS}")
     hint = difflib.get_close_matches(key, allowed, n=1)
-    return _error(key, "unknown field" + (f"; did you mean {hint[0]!r}?" if hint else
-                                          "; allowed: " + ", ".join(allowed)))
+    return _error(
+        key, "unknown field" + (f"; did you mean {hint[0]!r}?" if hint else "; allowed: " + ", ".join(allowed))
+    )
 
 
-def parse_patient(body: Any, allowed: tuple[str, ...] = COVARIATE_FIELDS,
-                  elsewhere: tuple[str, ...] = ()) -> tuple[dict[str, str | None], Errors]:
+def parse_patient(
+    body: Any, allowed: tuple[str, ...] = COVARIATE_FIELDS, elsewhere: tuple[str, ...] = ()
+) -> tuple[dict[str, str | None], Errors]:
     """One patient's canonical covariates from a decoded JSON object, and any errors (the messages of the single
     route); keys outside ``allowed`` are unknown fields (``elsewhere``: those that belong beside the patients)."""
     if not isinstance(body, dict):
@@ -168,10 +175,13 @@ def parse_patient(body: Any, allowed: tuple[str, ...] = COVARIATE_FIELDS,
     return patient, errors
 
 
-HORIZONS_MESSAGE = (f"must be a list of 1 to {MAX_HORIZONS} numbers of months, each greater than 0 and at most "
-                    f"{MAX_HORIZON_MONTHS:g}")
-CONDITION_MESSAGE = ("must be a number of months >= 0 (how long after the embolotherapy the patient is known to be "
-                     "still free of the event), or null for no condition")
+HORIZONS_MESSAGE = (
+    f"must be a list of 1 to {MAX_HORIZONS} numbers of months, each greater than 0 and at most {MAX_HORIZON_MONTHS:g}"
+)
+CONDITION_MESSAGE = (
+    "must be a number of months >= 0 (how long after the embolotherapy the patient is known to be "
+    "still free of the event), or null for no condition"
+)
 
 
 @dataclass(frozen=True)
@@ -273,6 +283,7 @@ def batch_cost(patients: int) -> int:
 
 # --- answers ----------------------------------------------------------------------------------------------------
 
+
 def _served_model() -> Model | None:
     try:
         return get_model()
@@ -292,8 +303,7 @@ def _json_body() -> tuple[Any, ResponseReturnValue | None]:
     try:
         return parse_body(request.get_data(cache=False)), None
     except (ValueError, RecursionError):
-        return None, _errors(400, [_error("body", "malformed JSON (NaN, Infinity and duplicate keys are not "
-                                                  "allowed)")])
+        return None, _errors(400, [_error("body", "malformed JSON (NaN, Infinity and duplicate keys are not allowed)")])
 
 
 def _with_provenance(result: dict, model: Model) -> dict:
@@ -311,8 +321,12 @@ def _with_provenance(result: dict, model: Model) -> dict:
 
 def prediction_body(model: Model, patient: dict[str, str | None], options: Options) -> dict:
     """What ``POST /api/v1/predict`` answers for a valid request (also the API page's example)."""
-    result = scoring.predict(model, patient, horizons=options.horizons or DEFAULT_HORIZONS_MONTHS,
-                             conditional_on_months=options.conditional_on_months)
+    result = scoring.predict(
+        model,
+        patient,
+        horizons=options.horizons or DEFAULT_HORIZONS_MONTHS,
+        conditional_on_months=options.conditional_on_months,
+    )
     result["inputs"] = {cov.name: to_json_value(cov, result["inputs"][cov.name]) for cov in COVARIATES}
     return _with_provenance(result, model)
 
@@ -346,7 +360,7 @@ def strict_json(result: dict) -> ResponseReturnValue:
         current_app.logger.error("scoring returned non-finite numbers; they were sent as null")
         result = _finite(result)
     body = orjson.dumps(result, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
-    return current_app.response_class(body, mimetype=current_app.json.mimetype)
+    return current_app.response_class(body, mimetype="application/json")
 
 
 def _all_finite(value: Any) -> bool:
@@ -385,6 +399,7 @@ def _finite(value: Any) -> Any:
 
 # --- many patients at once ------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class BatchRequest:
     """A batch body as parsed: per patient its canonical covariates and its own errors, the shared options and the
@@ -405,17 +420,29 @@ def parse_batch(body: Any, max_patients: int) -> BatchRequest:
     errors += option_errors
     given = body.get(PATIENTS)
     if not isinstance(given, list) or not given:
-        errors.append(_error(PATIENTS, f"required: a list of 1 to {max_patients} patients, each a JSON object with "
-                                       "the fields of a single prediction's request"))
+        errors.append(
+            _error(
+                PATIENTS,
+                f"required: a list of 1 to {max_patients} patients, each a JSON object with "
+                "the fields of a single prediction's request",
+            )
+        )
         return BatchRequest([], options, errors)
     if len(given) > max_patients:
-        errors.append(_error(PATIENTS, f"too many patients: at most {max_patients} per request, {len(given)} sent; "
-                                       "split them over several requests"))
+        errors.append(
+            _error(
+                PATIENTS,
+                f"too many patients: at most {max_patients} per request, {len(given)} sent; "
+                "split them over several requests",
+            )
+        )
         return BatchRequest([], options, errors)
     patients = [parse_patient(p, COVARIATE_FIELDS, elsewhere=(HORIZONS, CONDITION)) for p in given]
     # A patient that is not an object: its error names the patient, not the body.
-    patients = [(patient, [_error("patient", "must be a JSON object") if e["field"] == "body" else e
-                           for e in patient_errors]) for patient, patient_errors in patients]
+    patients = [
+        (patient, [_error("patient", "must be a JSON object") if e["field"] == "body" else e for e in patient_errors])
+        for patient, patient_errors in patients
+    ]
     return BatchRequest(patients, options, errors)
 
 
@@ -425,22 +452,34 @@ def _number(value: float) -> float | None:
 
 def _scored_option(scored: batch.BatchResult, row: int, stem: str, horizons: tuple[float, ...]) -> dict[str, Any]:
     """One option of one endpoint (columns named ``<stem>_...``, prognosis.batch.column_names) for one row."""
+
     def value(column: str) -> float | None:
         return _number(scored.columns[column][row])
 
-    landmarks = [{"months": h, **{key: value(f"{stem}_{key}_{batch.months_label(h)}")
-                                  for key in ("survival", "ci_lower", "ci_upper")}} for h in horizons]
-    median = {"estimate": value(f"{stem}_median"), "ci_lower": value(f"{stem}_median_ci_lower"),
-              "ci_upper": value(f"{stem}_median_ci_upper")}
+    landmarks = [
+        {
+            "months": h,
+            **{key: value(f"{stem}_{key}_{batch.months_label(h)}") for key in ("survival", "ci_lower", "ci_upper")},
+        }
+        for h in horizons
+    ]
+    median = {
+        "estimate": value(f"{stem}_median"),
+        "ci_lower": value(f"{stem}_median_ci_lower"),
+        "ci_upper": value(f"{stem}_median_ci_upper"),
+    }
     return {"median_months": median, "landmarks": landmarks}
 
 
 def _few_similar(model: Model, patient: dict[str, str | None]) -> list[str]:
     """The options whose estimates rest on few patients like this one (as scoring counts them)."""
     level = patient[MODALITY_WITHIN.name]
-    return [option for option in OPTIONS
-            if min(model.endpoints[name].cohort.grade_modality[level][option] for name in ENDPOINTS)  # type: ignore[index]
-            < scoring.FEW_SIMILAR_PATIENTS]
+    return [
+        option
+        for option in OPTIONS
+        if min(model.endpoints[name].cohort.grade_modality[level][option] for name in ENDPOINTS)  # type: ignore[index]
+        < scoring.FEW_SIMILAR_PATIENTS
+    ]
 
 
 def batch_warnings(model: Model, horizons: tuple[float, ...], months: float | None) -> list[str]:
@@ -450,14 +489,18 @@ def batch_warnings(model: Model, horizons: tuple[float, ...], months: float | No
         last = model.endpoints[name].risk_sets.last_event_time
         late = [h for h in horizons if h > last]
         if late:
-            warnings.append(f"{spec.label}: not estimable beyond {last:.1f} months (the last observed "
-                            f"{spec.event_label}); no value is given at " + ", ".join(f"{h:g}" for h in late)
-                            + " months.")
+            warnings.append(
+                f"{spec.label}: not estimable beyond {last:.1f} months (the last observed "
+                f"{spec.event_label}); no value is given at " + ", ".join(f"{h:g}" for h in late) + " months."
+            )
     if months:
         early = [h for h in horizons if h <= months]
         if early:
-            warnings.append(f"Conditional on {months:g} months without the event: no value is given at "
-                            + ", ".join(f"{h:g}" for h in early) + f" months, which are not after {months:g} months.")
+            warnings.append(
+                f"Conditional on {months:g} months without the event: no value is given at "
+                + ", ".join(f"{h:g}" for h in early)
+                + f" months, which are not after {months:g} months."
+            )
     origin = provenance.provenance(model.card)
     if origin.notice:
         warnings.append(origin.notice)
@@ -482,22 +525,38 @@ def batch_body(model: Model, parsed: BatchRequest) -> dict:
             results[i]["errors"] = [_error("patient", str(scored.error[row]))]
             continue
         patient = parsed.patients[i][0]
-        results[i] = {"index": i,
-                      "predictions": {name: {option: _scored_option(scored, row, f"{name}_{option}", horizons)
-                                             for option in OPTIONS} for name in ENDPOINTS},
-                      "unknown": [n for n in in_model if patient[n] is None],
-                      "few_similar": _few_similar(model, patient)}
-    condition = None if months is None else {
-        name: {"months": months, "text": scoring.condition_text(name, months)} for name in ENDPOINTS}
-    model_block: dict[str, Any] = {"model_version": model.version, "sha256": model.sha256,
-                                   "data_source": model.data_source, "created_at": model.created_at}
+        results[i] = {
+            "index": i,
+            "predictions": {
+                name: {option: _scored_option(scored, row, f"{name}_{option}", horizons) for option in OPTIONS}
+                for name in ENDPOINTS
+            },
+            "unknown": [n for n in in_model if patient[n] is None],
+            "few_similar": _few_similar(model, patient),
+        }
+    condition = (
+        None
+        if months is None
+        else {name: {"months": months, "text": scoring.condition_text(name, months)} for name in ENDPOINTS}
+    )
+    model_block: dict[str, Any] = {
+        "model_version": model.version,
+        "sha256": model.sha256,
+        "data_source": model.data_source,
+        "created_at": model.created_at,
+    }
     origin = provenance.provenance(model.card)
     if origin.base_version:
         model_block["base_version"] = origin.base_version
-    return {"model": model_block, HORIZONS: list(horizons), "condition": condition,
-            "scored": sum("predictions" in r for r in results),
-            "refused": sum("errors" in r for r in results), "results": results,
-            "warnings": batch_warnings(model, horizons, months)}
+    return {
+        "model": model_block,
+        HORIZONS: list(horizons),
+        "condition": condition,
+        "scored": sum("predictions" in r for r in results),
+        "refused": sum("errors" in r for r in results),
+        "results": results,
+        "warnings": batch_warnings(model, horizons, months),
+    }
 
 
 @bp.post("/predict/batch")
@@ -510,9 +569,17 @@ def predict_batch() -> ResponseReturnValue:
         body, refused = _json_body()
     except RequestEntityTooLarge:
         limit = current_app.config["BATCH_MAX_CONTENT_LENGTH"]
-        return _errors(413, [_error("body", f"the request body is too large: at most {limit} bytes for a batch "
-                                            f"(up to {max_patients} patients); split the patients over several "
-                                            "requests")])
+        return _errors(
+            413,
+            [
+                _error(
+                    "body",
+                    f"the request body is too large: at most {limit} bytes for a batch "
+                    f"(up to {max_patients} patients); split the patients over several "
+                    "requests",
+                )
+            ],
+        )
     if refused is not None:
         return refused
     parsed = parse_batch(body, max_patients)
@@ -523,9 +590,10 @@ def predict_batch() -> ResponseReturnValue:
     if errors:
         return _errors(400, errors)
     # One request was counted on arrival; a batch counts as one per BATCH_PATIENTS_PER_REQUEST patients.
-    limited = rate_limit.charge(batch_cost(len(parsed.patients)) - 1,
-                                f"a batch of {len(parsed.patients)} patients counts as "
-                                f"{batch_cost(len(parsed.patients))} requests")
+    limited = rate_limit.charge(
+        batch_cost(len(parsed.patients)) - 1,
+        f"a batch of {len(parsed.patients)} patients counts as {batch_cost(len(parsed.patients))} requests",
+    )
     if limited is not None:
         return limited
     if model is None:
@@ -541,13 +609,15 @@ def openapi() -> ResponseReturnValue:
 
 # --- OpenAPI ----------------------------------------------------------------------------------------------------
 
+
 def _covariate_schema(cov: Covariate) -> dict[str, Any]:
     kind = json_type(cov)
     schema: dict[str, Any] = {"title": cov.label, "description": cov.help}
     if kind == "number":
         schema["type"] = "number" if cov.required else ["number", "null"]
-        schema |= {key: bound for key, bound in (("minimum", cov.minimum), ("maximum", cov.maximum))
-                   if math.isfinite(bound)}
+        schema |= {
+            key: bound for key, bound in (("minimum", cov.minimum), ("maximum", cov.maximum)) if math.isfinite(bound)
+        }
         if cov.unit:
             schema["description"] += f" In {cov.unit}."
     elif kind == "boolean":
@@ -556,8 +626,10 @@ def _covariate_schema(cov: Covariate) -> dict[str, Any]:
         schema["type"] = kind if cov.required else [kind, "null"]
         schema["enum"] = json_levels(cov) + ([] if cov.required else [None])
     if not cov.required:
-        schema["description"] += (" Null or absent: unknown (the prediction averages over the values it takes in "
-                                   "training patients with the same known characteristics).")
+        schema["description"] += (
+            " Null or absent: unknown (the prediction averages over the values it takes in "
+            "training patients with the same known characteristics)."
+        )
     return schema
 
 
@@ -575,28 +647,36 @@ INTERVAL_TEXT = {
 def _interval(extra: dict[str, str] | None = None, description: str = "", **texts: str) -> dict[str, Any]:
     """An estimate with its 95% interval (``extra``: further keys with their descriptions, first)."""
     keys = {**(extra or {}), **{key: texts.get(key, text) for key, text in INTERVAL_TEXT.items()}}
-    schema = {"type": "object", "required": list(keys),
-              "properties": {k: _nullable_number(text) for k, text in keys.items()}}
+    schema = {
+        "type": "object",
+        "required": list(keys),
+        "properties": {k: _nullable_number(text) for k, text in keys.items()},
+    }
     return schema | ({"description": description} if description else {})
 
 
 def _by(keys: tuple[str, ...] | list[str], schema: dict[str, Any], description: str = "") -> dict[str, Any]:
-    out = {"type": "object", "required": list(keys), "properties": dict.fromkeys(keys, schema),
-           "additionalProperties": False}
+    out = {
+        "type": "object",
+        "required": list(keys),
+        "properties": dict.fromkeys(keys, schema),
+        "additionalProperties": False,
+    }
     return out | ({"description": description} if description else {})
 
 
 def _condition_schema(model: Model | None) -> dict[str, Any]:
     endpoints = "; ".join(f"for {ep.label.lower()}: still {ep.free_of}" for ep in ENDPOINTS.values())
     schema: dict[str, Any] = {
-        "type": ["number", "null"], "minimum": 0,
+        "type": ["number", "null"],
+        "minimum": 0,
         "title": "Already free of the event for (months)",
         "description": "Optional: how many months after the embolotherapy the patient is known to be still free of "
-                       f"the event ({endpoints}); one value for every endpoint. Curves, landmarks, medians and "
-                       "differences are then conditional on it, S(t | T > s) = S(t) / S(s), on the same time axis "
-                       "(months since the embolotherapy, from s on), and restricted mean survival is not given. "
-                       "Null, absent or 0: unconditional. A value past an endpoint's last observed event time is "
-                       "refused (400): survival there is not estimable, so neither is survival conditional on it.",
+        f"the event ({endpoints}); one value for every endpoint. Curves, landmarks, medians and "
+        "differences are then conditional on it, S(t | T > s) = S(t) / S(s), on the same time axis "
+        "(months since the embolotherapy, from s on), and restricted mean survival is not given. "
+        "Null, absent or 0: unconditional. A value past an endpoint's last observed event time is "
+        "refused (400): survival there is not estimable, so neither is survival conditional on it.",
     }
     if model is not None:
         last = last_condition_months(model)
@@ -606,59 +686,78 @@ def _condition_schema(model: Model | None) -> dict[str, Any]:
 
 
 def _horizons_schema() -> dict[str, Any]:
-    return {"type": "array", "minItems": 1, "maxItems": MAX_HORIZONS,
-            "items": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_HORIZON_MONTHS},
-            "default": list(DEFAULT_HORIZONS_MONTHS),
-            "description": "Landmark horizons in months since the embolotherapy for survival, differences and "
-                           "restricted mean survival."}
+    return {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": MAX_HORIZONS,
+        "items": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_HORIZON_MONTHS},
+        "default": list(DEFAULT_HORIZONS_MONTHS),
+        "description": "Landmark horizons in months since the embolotherapy for survival, differences and "
+        "restricted mean survival.",
+    }
 
 
 def _model_schema() -> dict[str, Any]:
-    return {"type": "object", "required": ["model_version", "sha256", "data_source"],
-            "description": "The model version that answered.",
-            "properties": {
-                "model_version": {"type": "string", "description": "The model version (its card: /model)."},
-                "sha256": {"type": "string", "description": "Digest of the served model's files (their manifest)."},
-                "data_source": {"enum": ["synthetic", "registry"],
-                                "description": "What the model was trained on: a synthetic registry generated to "
-                                               "reproduce published estimates, or registry data."},
-                "created_at": {"type": "string", "description": "When the model version was made (ISO 8601)."},
-                "base_version": {"type": "string",
-                                 "description": "For a model updated from another one (python -m training update): "
-                                                "the base model's version. An update of a synthetic model that "
-                                                "keeps its hazard ratios carries the synthetic notice in warnings."},
-            }}
+    return {
+        "type": "object",
+        "required": ["model_version", "sha256", "data_source"],
+        "description": "The model version that answered.",
+        "properties": {
+            "model_version": {"type": "string", "description": "The model version (its card: /model)."},
+            "sha256": {"type": "string", "description": "Digest of the served model's files (their manifest)."},
+            "data_source": {
+                "enum": ["synthetic", "registry"],
+                "description": "What the model was trained on: a synthetic registry generated to "
+                "reproduce published estimates, or registry data.",
+            },
+            "created_at": {"type": "string", "description": "When the model version was made (ISO 8601)."},
+            "base_version": {
+                "type": "string",
+                "description": "For a model updated from another one (python -m training update): "
+                "the base model's version. An update of a synthetic model that "
+                "keeps its hazard ratios carries the synthetic notice in warnings.",
+            },
+        },
+    }
 
 
 def _landmark_schema() -> dict[str, Any]:
-    return {"type": "object", "required": ["months", "survival", "ci_lower", "ci_upper"],
-            "properties": {
-                "months": {"type": "number", "description": "The horizon, in months since the embolotherapy."},
-                "survival": _nullable_number("Predicted probability of being still free of the event at the horizon "
-                                             "(under a condition: given free of it at conditional_on_months); null "
-                                             "past the last observed event time or, under a condition, at or "
-                                             "before it."),
-                "ci_lower": _nullable_number("Lower bound of its pointwise 95% interval."),
-                "ci_upper": _nullable_number("Upper bound of its pointwise 95% interval (at most 1)."),
-            }}
+    return {
+        "type": "object",
+        "required": ["months", "survival", "ci_lower", "ci_upper"],
+        "properties": {
+            "months": {"type": "number", "description": "The horizon, in months since the embolotherapy."},
+            "survival": _nullable_number(
+                "Predicted probability of being still free of the event at the horizon "
+                "(under a condition: given free of it at conditional_on_months); null "
+                "past the last observed event time or, under a condition, at or "
+                "before it."
+            ),
+            "ci_lower": _nullable_number("Lower bound of its pointwise 95% interval."),
+            "ci_upper": _nullable_number("Upper bound of its pointwise 95% interval (at most 1)."),
+        },
+    }
 
 
 def _median_schema() -> dict[str, Any]:
     return _interval(
         description="Median time to the event in months since the embolotherapy (under a condition, the conditional "
-                    "median): where the curve first falls to 0.5 or below; the bounds where its interval bounds do. "
-                    "Null when not reached within the follow-up.",
+        "median): where the curve first falls to 0.5 or below; the bounds where its interval bounds do. "
+        "Null when not reached within the follow-up.",
         estimate="The median; null when the curve stays above 0.5 (not reached).",
         ci_lower="Where the interval's lower bound first falls to 0.5 or below; null when it never does.",
-        ci_upper="Where the interval's upper bound first falls to 0.5 or below; null when it never does.")
+        ci_upper="Where the interval's upper bound first falls to 0.5 or below; null when it never does.",
+    )
 
 
 def _batch_description() -> str:
-    return (f"At most {_setting('BATCH_MAX_PATIENTS')} patients per request (400 beyond) and a request body of at "
-            f"most {_setting('BATCH_MAX_CONTENT_LENGTH')} bytes (413 beyond); for rate limiting a batch counts as "
-            f"one request per {_setting('BATCH_PATIENTS_PER_REQUEST')} patients, rounded up (but never more than the "
-            "per-minute limit, so that a full batch is always possible). A patient with errors gets them in its "
-            "result (the messages of the single route) and does not stop the others.")
+    return (
+        f"At most {_setting('BATCH_MAX_PATIENTS')} patients per request (400 beyond) and a request body of at "
+        f"most {_setting('BATCH_MAX_CONTENT_LENGTH')} bytes (413 beyond); for rate limiting a batch counts as "
+        f"one request per {_setting('BATCH_PATIENTS_PER_REQUEST')} patients, rounded up (but never more than the "
+        "per-minute limit, so that a full batch is always possible). A patient with errors gets them in its "
+        "result (the messages of the single route) and does not stop the others."
+    )
 
 
 def openapi_document(model: Model | None = None) -> dict[str, Any]:
@@ -668,7 +767,8 @@ def openapi_document(model: Model | None = None) -> dict[str, Any]:
         "type": "object",
         "additionalProperties": False,
         "required": list(REQUIRED),
-        "properties": {cov.name: _covariate_schema(cov) for cov in COVARIATES} | {
+        "properties": {cov.name: _covariate_schema(cov) for cov in COVARIATES}
+        | {
             HORIZONS: _horizons_schema(),
             CONDITION: _condition_schema(model),
         },
@@ -678,96 +778,146 @@ def openapi_document(model: Model | None = None) -> dict[str, Any]:
         "type": "object",
         "required": ["times_months", "survival", "ci_lower", "ci_upper", "median_months", "landmarks"],
         "properties": {
-            "times_months": numbers | {"description": "Months since the embolotherapy at which the curve steps "
-                                                      "(from 0; under a condition from conditional_on_months, where "
-                                                      "the curve is 1). Thinned: the values at these times are "
-                                                      "exact."},
-            "survival": numbers | {"description": "Predicted probability of being still free of the event at each "
-                                                  "time (right-continuous step function; under a condition, given "
-                                                  "free of it at conditional_on_months)."},
-            "ci_lower": numbers | {"description": "Lower bound of the pointwise 95% interval at each time (log "
-                                                  "scale; coefficient and baseline-hazard uncertainty)."},
-            "ci_upper": numbers | {"description": "Upper bound of the pointwise 95% interval at each time (at most "
-                                                  "1)."},
+            "times_months": numbers
+            | {
+                "description": "Months since the embolotherapy at which the curve steps "
+                "(from 0; under a condition from conditional_on_months, where "
+                "the curve is 1). Thinned: the values at these times are "
+                "exact."
+            },
+            "survival": numbers
+            | {
+                "description": "Predicted probability of being still free of the event at each "
+                "time (right-continuous step function; under a condition, given "
+                "free of it at conditional_on_months)."
+            },
+            "ci_lower": numbers
+            | {
+                "description": "Lower bound of the pointwise 95% interval at each time (log "
+                "scale; coefficient and baseline-hazard uncertainty)."
+            },
+            "ci_upper": numbers
+            | {"description": "Upper bound of the pointwise 95% interval at each time (at most 1)."},
             "median_months": _median_schema(),
-            "landmarks": {"type": "array", "items": _landmark_schema(),
-                          "description": "The curve read at each of horizons_months, in their order."},
-            "rmst": _interval({"horizon_months": "The horizon it runs to: the last of horizons_months within the "
-                                                 "follow-up; null when none is, or under a condition."},
-                              description="Restricted mean survival time: mean months free of the event from the "
-                                          "embolotherapy up to horizon_months. Every value null under a condition "
-                                          "(it would count the months already survived; the reason is in "
-                                          "warnings)."),
+            "landmarks": {
+                "type": "array",
+                "items": _landmark_schema(),
+                "description": "The curve read at each of horizons_months, in their order.",
+            },
+            "rmst": _interval(
+                {
+                    "horizon_months": "The horizon it runs to: the last of horizons_months within the "
+                    "follow-up; null when none is, or under a condition."
+                },
+                description="Restricted mean survival time: mean months free of the event from the "
+                "embolotherapy up to horizon_months. Every value null under a condition "
+                "(it would count the months already survived; the reason is in "
+                "warnings).",
+            ),
         },
         "description": "Predicted survival under one option: a right-continuous step function with pointwise "
-                       "log-scale 95% intervals (curves thinned; values at the kept times are exact).",
+        "log-scale 95% intervals (curves thinned; values at the kept times are exact).",
     }
     contrast = {
         "type": "object",
         "description": "One comparison between options: first minus second, in patients with these "
-                       "characteristics who received each (an association, not a treatment effect).",
+        "characteristics who received each (an association, not a treatment effect).",
         "properties": {
             "comparison": {"type": "string", "description": "'<a> vs <b>'."},
             "a": {"enum": list(OPTIONS), "description": "The first option."},
             "b": {"enum": list(OPTIONS), "description": "The second option."},
-            "survival_difference": {"type": "array", "items": _interval({"months": "The horizon."}),
-                                    "description": "Survival under a minus under b at each horizon (a "
-                                                   "probability difference, -1 to 1), with delta-method 95% "
-                                                   "intervals; null where either is not estimable."},
-            "rmst_difference": _interval({"horizon_months": "The horizon of the restricted mean."},
-                                         description="Restricted mean survival time under a minus under b, in "
-                                                     "months; null under a condition."),
+            "survival_difference": {
+                "type": "array",
+                "items": _interval({"months": "The horizon."}),
+                "description": "Survival under a minus under b at each horizon (a "
+                "probability difference, -1 to 1), with delta-method 95% "
+                "intervals; null where either is not estimable.",
+            },
+            "rmst_difference": _interval(
+                {"horizon_months": "The horizon of the restricted mean."},
+                description="Restricted mean survival time under a minus under b, in months; null under a condition.",
+            ),
         },
     }
-    condition = _by(list(ENDPOINTS), {
-        "type": "object", "required": ["months", "text"],
-        "description": "What the prediction of this endpoint assumes.",
-        "properties": {"months": {"type": "number", "description": "The time already survived without the event."},
-                       "text": {"type": "string", "description": "What the prediction assumes, in words."}}},
+    condition = _by(
+        list(ENDPOINTS),
+        {
+            "type": "object",
+            "required": ["months", "text"],
+            "description": "What the prediction of this endpoint assumes.",
+            "properties": {
+                "months": {"type": "number", "description": "The time already survived without the event."},
+                "text": {"type": "string", "description": "What the prediction assumes, in words."},
+            },
+        },
         "Null without a condition; else per endpoint what the prediction assumes: still free of that endpoint's "
-        "event conditional_on_months after the embolotherapy.")
+        "event conditional_on_months after the embolotherapy.",
+    )
     condition["type"] = ["object", "null"]
-    few_similar = {"type": "array", "items": {"enum": list(OPTIONS)},
-                   "description": f"The options whose estimates rest on few similar patients: fewer than "
-                                  f"{scoring.FEW_SIMILAR_PATIENTS} training patients of this "
-                                  f"{MODALITY_WITHIN.label} level treated with the option."}
-    unknown = {"type": "array", "items": {"type": "string"},
-               "description": "Optional inputs the prediction averaged over."}
-    warnings = {"type": "array", "items": {"type": "string"},
-                "description": "Always the observational caveat; for a model trained on a synthetic registry (or "
-                               "updated from one, keeping its hazard ratios) its notice; few similar patients, "
-                               "estimates not available, unknown inputs, the condition."}
+    few_similar = {
+        "type": "array",
+        "items": {"enum": list(OPTIONS)},
+        "description": f"The options whose estimates rest on few similar patients: fewer than "
+        f"{scoring.FEW_SIMILAR_PATIENTS} training patients of this "
+        f"{MODALITY_WITHIN.label} level treated with the option.",
+    }
+    unknown = {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "Optional inputs the prediction averaged over.",
+    }
+    warnings = {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "Always the observational caveat; for a model trained on a synthetic registry (or "
+        "updated from one, keeping its hazard ratios) its notice; few similar patients, "
+        "estimates not available, unknown inputs, the condition.",
+    }
     response_schema = {
         "type": "object",
         "required": ["model", "predictions", "warnings"],
         "properties": {
             "model": _model_schema(),
             "condition": condition,
-            "predictions": _by(list(ENDPOINTS), _by(OPTIONS, {"$ref": "#/components/schemas/OptionPrediction"},
-                                                    "One endpoint, per option."),
-                               "Per endpoint and option, the predicted curve, median, landmarks and restricted "
-                               "mean."),
-            "contrasts": _by(list(ENDPOINTS), {"type": "array", "items": {"$ref": "#/components/schemas/Contrast"},
-                                               "description": "One endpoint's comparisons."},
-                             "Per endpoint, each option against the reference option, then the others against "
-                             "each other."),
+            "predictions": _by(
+                list(ENDPOINTS),
+                _by(OPTIONS, {"$ref": "#/components/schemas/OptionPrediction"}, "One endpoint, per option."),
+                "Per endpoint and option, the predicted curve, median, landmarks and restricted mean.",
+            ),
+            "contrasts": _by(
+                list(ENDPOINTS),
+                {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/Contrast"},
+                    "description": "One endpoint's comparisons.",
+                },
+                "Per endpoint, each option against the reference option, then the others against each other.",
+            ),
             "inputs": {"type": "object", "description": "The patient as understood (null: unknown)."},
             "unknown": unknown,
-            "similar_patients": {"type": "object", "additionalProperties": {"type": "integer"},
-                                 "description": f"Training patients of this {MODALITY_WITHIN.label} level treated "
-                                                "with each option (for a synthetic model counted at the size of "
-                                                "the original study)."},
+            "similar_patients": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": f"Training patients of this {MODALITY_WITHIN.label} level treated "
+                "with each option (for a synthetic model counted at the size of "
+                "the original study).",
+            },
             "few_similar": few_similar,
             "warnings": warnings,
         },
     }
     error_list: dict[str, Any] = {
-        "type": "array", "description": "Every problem found.",
-        "items": {"type": "object", "required": ["field", "message"],
-                  "properties": {"field": {"type": "string", "description": "The field at fault ('body': the "
-                                                                            "request as a whole)."},
-                                 "message": {"type": "string", "description": "What is wrong, and what is "
-                                                                              "expected."}}}}
+        "type": "array",
+        "description": "Every problem found.",
+        "items": {
+            "type": "object",
+            "required": ["field", "message"],
+            "properties": {
+                "field": {"type": "string", "description": "The field at fault ('body': the request as a whole)."},
+                "message": {"type": "string", "description": "What is wrong, and what is expected."},
+            },
+        },
+    }
     errors_schema = {"type": "object", "required": ["errors"], "properties": {"errors": error_list}}
     max_patients = int(_setting("BATCH_MAX_PATIENTS"))
     batch_request = {
@@ -775,35 +925,52 @@ def openapi_document(model: Model | None = None) -> dict[str, Any]:
         "additionalProperties": False,
         "required": [PATIENTS],
         "properties": {
-            PATIENTS: {"type": "array", "minItems": 1, "maxItems": max_patients,
-                       "items": {"title": "patient object"},
-                       "description": "The patients, each a JSON object with the patient fields of PredictRequest "
-                                      f"(not {HORIZONS} or {CONDITION}, which apply to all). A patient that is not "
-                                      "valid gets its errors in its result; the others are scored."},
+            PATIENTS: {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": max_patients,
+                "items": {"title": "patient object"},
+                "description": "The patients, each a JSON object with the patient fields of PredictRequest "
+                f"(not {HORIZONS} or {CONDITION}, which apply to all). A patient that is not "
+                "valid gets its errors in its result; the others are scored.",
+            },
             HORIZONS: _horizons_schema(),
             CONDITION: _condition_schema(model),
         },
     }
     landmark_prediction = {
-        "type": "object", "required": ["median_months", "landmarks"], "additionalProperties": False,
+        "type": "object",
+        "required": ["median_months", "landmarks"],
+        "additionalProperties": False,
         "description": "One option for one patient: the numbers of the single route's median_months and landmarks.",
-        "properties": {"median_months": _median_schema(),
-                       "landmarks": {"type": "array", "items": _landmark_schema(),
-                                     "description": "Survival at each of horizons_months, in their order."}},
+        "properties": {
+            "median_months": _median_schema(),
+            "landmarks": {
+                "type": "array",
+                "items": _landmark_schema(),
+                "description": "Survival at each of horizons_months, in their order.",
+            },
+        },
     }
     batch_result = {
-        "type": "object", "required": ["index"], "additionalProperties": False,
+        "type": "object",
+        "required": ["index"],
+        "additionalProperties": False,
         "description": "One patient: predictions, unknown and few_similar when scored; errors when refused.",
         "properties": {
             "index": {"type": "integer", "minimum": 0, "description": "The patient's position in patients, from 0."},
-            "predictions": _by(list(ENDPOINTS), _by(OPTIONS, {"$ref": "#/components/schemas/LandmarkPrediction"},
-                                                    "One endpoint, per option."),
-                               "Per endpoint and option, the median and the landmark survival with 95% intervals."),
+            "predictions": _by(
+                list(ENDPOINTS),
+                _by(OPTIONS, {"$ref": "#/components/schemas/LandmarkPrediction"}, "One endpoint, per option."),
+                "Per endpoint and option, the median and the landmark survival with 95% intervals.",
+            ),
             "unknown": unknown,
             "few_similar": few_similar,
-            "errors": error_list | {
+            "errors": error_list
+            | {
                 "description": "Why this patient was not scored (the single route's messages; field 'patient': "
-                               "it is not a JSON object)."},
+                "it is not a JSON object)."
+            },
         },
     }
     batch_response = {
@@ -815,11 +982,17 @@ def openapi_document(model: Model | None = None) -> dict[str, Any]:
             "condition": condition,
             "scored": {"type": "integer", "description": "Patients scored."},
             "refused": {"type": "integer", "description": "Patients refused (their errors are in their results)."},
-            "results": {"type": "array", "items": {"$ref": "#/components/schemas/BatchResult"},
-                        "description": "One per patient, in the order sent."},
-            "warnings": warnings | {"description": "What applies to every patient: horizons not estimable, the "
-                                                   "condition, the provenance notice and the observational caveat. "
-                                                   "Per-patient notes: unknown and few_similar in each result."},
+            "results": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/BatchResult"},
+                "description": "One per patient, in the order sent.",
+            },
+            "warnings": warnings
+            | {
+                "description": "What applies to every patient: horizons not estimable, the "
+                "condition, the provenance notice and the observational caveat. "
+                "Per-patient notes: unknown and few_similar in each result."
+            },
         },
     }
 
@@ -827,60 +1000,91 @@ def openapi_document(model: Model | None = None) -> dict[str, Any]:
     definitions = " ".join(f"{ep.short}: {ep.definition}" for ep in ENDPOINTS.values())
 
     def error(description: str) -> dict[str, Any]:
-        return {"description": description,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}}}
+        return {
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}},
+        }
 
     def ok(schema: str, description: str) -> dict[str, Any]:
-        return {"description": description,
-                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+        return {
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+        }
 
     shorts = join([ep.short for ep in ENDPOINTS.values()])
     return {
         "openapi": "3.1.0",
-        "info": {"title": "NET embolotherapy prognostic calculator", "version": "1",
-                 "description": f"Predicted {endpoints_text} after {options_text('or')} for neuroendocrine tumor "
-                                f"liver metastases. {definitions} {notices.OBSERVATIONAL}"},
-        "paths": {
-            "/api/v1/predict": {"post": {
-                "operationId": "predict",
-                "summary": f"Predict {shorts} under each option for one patient",
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/PredictRequest"}}}},
-                "responses": {
-                    "200": ok("PredictResponse", "Predictions"),
-                    "400": error("Invalid input: malformed JSON, unknown field, wrong type or value, or a "
-                                 "condition past the last observed event time"),
-                    "413": error("Request body too large"),
-                    "415": error("Content-Type is not application/json"),
-                    "429": error("Too many requests from this client address (rate limit; see the Retry-After "
-                                 "header)"),
-                    "503": error("The model is not available"),
-                },
-            }},
-            "/api/v1/predict/batch": {"post": {
-                "operationId": "predict_batch",
-                "summary": f"Predict {shorts} at the landmarks, with medians, under each option for up to "
-                           f"{max_patients} patients",
-                "description": _batch_description(),
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/BatchRequest"}}}},
-                "responses": {
-                    "200": ok("BatchResponse", "A result per patient: its predictions or its errors"),
-                    "400": error(f"Invalid request: malformed JSON, unknown field, no patients or more than "
-                                 f"{max_patients}, wrong horizons or condition (the errors of a patient are in its "
-                                 "result, with status 200)"),
-                    "413": error(f"Request body too large (more than {_setting('BATCH_MAX_CONTENT_LENGTH')} bytes)"),
-                    "415": error("Content-Type is not application/json"),
-                    "429": error("Too many requests from this client address (a batch counts as one request per "
-                                 f"{_setting('BATCH_PATIENTS_PER_REQUEST')} patients; see the Retry-After header)"),
-                    "503": error("The model is not available"),
-                },
-            }},
+        "info": {
+            "title": "NET embolotherapy prognostic calculator",
+            "version": "1",
+            "description": f"Predicted {endpoints_text} after {options_text('or')} for neuroendocrine tumor "
+            f"liver metastases. {definitions} {notices.OBSERVATIONAL}",
         },
-        "components": {"schemas": {
-            "PredictRequest": request_schema, "PredictResponse": response_schema,
-            "OptionPrediction": option, "Contrast": contrast, "Errors": errors_schema,
-            "BatchRequest": batch_request, "BatchResponse": batch_response, "BatchResult": batch_result,
-            "LandmarkPrediction": landmark_prediction,
-        }},
+        "paths": {
+            "/api/v1/predict": {
+                "post": {
+                    "operationId": "predict",
+                    "summary": f"Predict {shorts} under each option for one patient",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
+                    },
+                    "responses": {
+                        "200": ok("PredictResponse", "Predictions"),
+                        "400": error(
+                            "Invalid input: malformed JSON, unknown field, wrong type or value, or a "
+                            "condition past the last observed event time"
+                        ),
+                        "413": error("Request body too large"),
+                        "415": error("Content-Type is not application/json"),
+                        "429": error(
+                            "Too many requests from this client address (rate limit; see the Retry-After header)"
+                        ),
+                        "503": error("The model is not available"),
+                    },
+                }
+            },
+            "/api/v1/predict/batch": {
+                "post": {
+                    "operationId": "predict_batch",
+                    "summary": f"Predict {shorts} at the landmarks, with medians, under each option for up to "
+                    f"{max_patients} patients",
+                    "description": _batch_description(),
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchRequest"}}},
+                    },
+                    "responses": {
+                        "200": ok("BatchResponse", "A result per patient: its predictions or its errors"),
+                        "400": error(
+                            f"Invalid request: malformed JSON, unknown field, no patients or more than "
+                            f"{max_patients}, wrong horizons or condition (the errors of a patient are in its "
+                            "result, with status 200)"
+                        ),
+                        "413": error(
+                            f"Request body too large (more than {_setting('BATCH_MAX_CONTENT_LENGTH')} bytes)"
+                        ),
+                        "415": error("Content-Type is not application/json"),
+                        "429": error(
+                            "Too many requests from this client address (a batch counts as one request per "
+                            f"{_setting('BATCH_PATIENTS_PER_REQUEST')} patients; see the Retry-After header)"
+                        ),
+                        "503": error("The model is not available"),
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "PredictRequest": request_schema,
+                "PredictResponse": response_schema,
+                "OptionPrediction": option,
+                "Contrast": contrast,
+                "Errors": errors_schema,
+                "BatchRequest": batch_request,
+                "BatchResponse": batch_response,
+                "BatchResult": batch_result,
+                "LandmarkPrediction": landmark_prediction,
+            }
+        },
     }

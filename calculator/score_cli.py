@@ -1,6 +1,6 @@
 """``python -m calculator score``: predictions for a file of patients, one output row per input row.
 
-The file is read and its columns mapped exactly as the registry loader does for training (``training.registry``:
+The file is read and its columns mapped exactly as the registry loader does for training (``registry``:
 CSV, XLSX or Parquet; ``--columns mapping.toml`` for a site's own column names; values and aliases as there). The
 input columns are kept; per endpoint, option and horizon the survival with its 95% interval is added
 (``os_SIRT_survival_24``, ``os_SIRT_ci_lower_24``, ``os_SIRT_ci_upper_24``) and per endpoint and option the median
@@ -35,11 +35,11 @@ from prognosis import batch, covariates, notices
 from prognosis.model import Model
 from prognosis.scoring import check_condition
 from prognosis.store import ModelLoadError, cached_model, load_model, served_model_dir
-from training.registry import RegistryError
-from training.registry.mapping import ColumnMap, load_mapping, resolve_columns
-from training.registry.patients import parse_covariates
-from training.registry.problems import rows_text
-from training.registry.reading import RawTable, read_source
+from registry import RegistryError
+from registry.mapping import ColumnMap, load_mapping, resolve_columns
+from registry.patients import parse_covariates
+from registry.problems import rows_text
+from registry.reading import RawTable, read_source
 
 OUTPUT_FORMATS = (".csv", ".xlsx", ".parquet")
 DASK_FORMATS = (".csv", ".parquet")
@@ -294,8 +294,14 @@ def score_partition(
 
 
 def _dask_input(data: str):  # type: ignore[no-untyped-def]
-    import dask
-    import dask.dataframe as dd
+    try:
+        import dask
+        import dask.dataframe as dd
+    except ImportError as exc:  # the runtime image carries no Dask: the in-process scorer needs none
+        raise ScoreError(
+            "--dask needs the dask and distributed packages (pip install 'dask[dataframe]' distributed, or the "
+            "project's training extra); without --dask the file is scored in this process"
+        ) from exc
 
     suffix = Path(data).suffix.lower()
     if suffix not in DASK_FORMATS:

@@ -69,8 +69,11 @@ def read_manifest(directory: Path) -> dict[str, str]:
 
 def manifest_text(directory: Path) -> str:
     """The manifest over every other (non-hidden) file in ``directory``."""
-    return "".join(f"{sha256_file(p)}  {p.name}\n" for p in sorted(directory.iterdir())
-                   if p.is_file() and p.name != MANIFEST and not p.name.startswith("."))
+    return "".join(
+        f"{sha256_file(p)}  {p.name}\n"
+        for p in sorted(directory.iterdir())
+        if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
+    )
 
 
 def verify_directory(directory: Path) -> str:
@@ -91,12 +94,15 @@ def verify_directory(directory: Path) -> str:
         except OSError as exc:
             raise ModelLoadError(f"{directory}: {name} cannot be read ({exc.strerror})") from exc
         if actual != expected:
-            raise ModelLoadError(f"{directory}: {name} does not match its SHA-256 in the manifest "
-                                 "(changed or tampered with); refusing to load it")
+            raise ModelLoadError(
+                f"{directory}: {name} does not match its SHA-256 in the manifest "
+                "(changed or tampered with); refusing to load it"
+            )
     return sha256_file(directory / MANIFEST)
 
 
 # --- writing and reading the model files ------------------------------------------------------------------------
+
 
 def write_model_files(directory: Path, endpoints: Mapping[str, EndpointModel]) -> list[Path]:
     """Write ``{endpoint}.npz`` and ``model.json`` into ``directory``; return the paths written."""
@@ -105,17 +111,23 @@ def write_model_files(directory: Path, endpoints: Mapping[str, EndpointModel]) -
     for name, ep in endpoints.items():
         rs = ep.risk_sets
         links = ep.cohort.unknowns.links
-        arrays = {"coef": ep.coef, "covariance": ep.covariance,
-                  **{key: getattr(rs, key) for key in RISK_SET_ARRAYS},
-                  **{f"{UNKNOWNS_PREFIX}{link.name}": link.coef for link in links}}
+        arrays = {
+            "coef": ep.coef,
+            "covariance": ep.covariance,
+            **{key: getattr(rs, key) for key in RISK_SET_ARRAYS},
+            **{f"{UNKNOWNS_PREFIX}{link.name}": link.coef for link in links},
+        }
         path = directory / f"{name}.npz"
-        np.savez_compressed(path, **{k: np.asarray(v, dtype=float) for k, v in arrays.items()})
+        np.savez_compressed(path, allow_pickle=False, **{k: np.asarray(v, dtype=float) for k, v in arrays.items()})
         paths.append(path)
         meta["endpoints"][name] = {
-            "terms": list(ep.terms), "variance_scale": ep.variance_scale,
+            "terms": list(ep.terms),
+            "variance_scale": ep.variance_scale,
             "grade_modality": ep.cohort.grade_modality,
-            "unknowns": [{"name": link.name, "levels": list(link.levels), "inputs": list(link.inputs)}
-                         for link in links]}
+            "unknowns": [
+                {"name": link.name, "levels": list(link.levels), "inputs": list(link.inputs)} for link in links
+            ],
+        }
     path = directory / MODEL_JSON
     path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return [*paths, path]
@@ -132,8 +144,10 @@ def read_endpoints(directory: Path) -> dict[str, EndpointModel]:
     """The endpoint models in ``directory`` (assumed verified), from arrays and JSON only."""
     if not (directory / MODEL_JSON).is_file():
         if any(directory.glob("*.joblib")):
-            raise ModelLoadError(f"{directory} holds a model in the old pickled format, which the calculator no "
-                                 f"longer opens; convert it with `python -m training convert {directory}`")
+            raise ModelLoadError(
+                f"{directory} holds a model in the old pickled format, which the calculator no "
+                f"longer opens; convert it with `python -m training convert {directory}`"
+            )
         raise ModelLoadError(f"{directory}: {MODEL_JSON} is missing")
     meta = _read_json(directory / MODEL_JSON)
     if meta.get("format") != FORMAT:
@@ -146,13 +160,24 @@ def read_endpoints(directory: Path) -> dict[str, EndpointModel]:
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{directory}: {name}.npz is unreadable ({exc})") from exc
         try:
-            links = tuple(ChainLink(link["name"], tuple(link["levels"]), tuple(link["inputs"]),
-                                    arrays[f"{UNKNOWNS_PREFIX}{link['name']}"]) for link in info["unknowns"])
+            links = tuple(
+                ChainLink(
+                    link["name"],
+                    tuple(link["levels"]),
+                    tuple(link["inputs"]),
+                    arrays[f"{UNKNOWNS_PREFIX}{link['name']}"],
+                )
+                for link in info["unknowns"]
+            )
             endpoints[name] = EndpointModel(
-                name=name, terms=tuple(info["terms"]), coef=arrays["coef"], covariance=arrays["covariance"],
+                name=name,
+                terms=tuple(info["terms"]),
+                coef=arrays["coef"],
+                covariance=arrays["covariance"],
                 risk_sets=RiskSets(**{key: arrays[key] for key in RISK_SET_ARRAYS}),
                 cohort=Cohort(grade_modality=info["grade_modality"], unknowns=UnknownsModel(links)),
-                variance_scale=float(info["variance_scale"]))
+                variance_scale=float(info["variance_scale"]),
+            )
         except KeyError as exc:
             raise ModelLoadError(f"{directory}: {name} lacks {exc}") from exc
         for link in links:
@@ -163,8 +188,10 @@ def read_endpoints(directory: Path) -> dict[str, EndpointModel]:
             raise ModelLoadError(f"{directory}: {name}'s arrays do not match its {p} terms")
         foreign = sorted(set(endpoints[name].terms) - set(covariates.term_ids(covariates.OPTIONAL)))
         if foreign:
-            raise ModelLoadError(f"{directory}: {name} uses terms the definitions ({covariates.DEFINITIONS_MODULE}) "
-                                 f"do not have: {', '.join(foreign)}")
+            raise ModelLoadError(
+                f"{directory}: {name} uses terms the definitions ({covariates.DEFINITIONS_MODULE}) "
+                f"do not have: {', '.join(foreign)}"
+            )
     return endpoints
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from registry import load_registry
 from training.pipeline import fit_registry
-from training.registry import load_registry
 from training.synthetic import synthesize
 from training.validate import validate_directory
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from prognosis.store import MANIFEST, ModelLoadError, load_model
+from registry import load_registry
 from tests.model_fixtures import FIXTURE_REPLICATES
 from training import artifact, promote
 from training.card import render_markdown
 from training.pipeline import fit_registry
-from training.registry import load_registry
 from training.validate import validate_directory
 
 

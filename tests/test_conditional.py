@@ -11,12 +11,12 @@ from prognosis import covariates
 from prognosis.normal import Z_95
 from prognosis.scoring import predict
 from prognosis.store import load_model
+from registry import load_registry
 from tests import scoring_oracle as oracle
 from tests.registries import random_registry
 from tests.test_scoring import KINDS, chain_weights, random_patient
 from training.fit import fit_cox
 from training.pipeline import fit_registry
-from training.registry import load_registry
 
 HORIZONS = (6.0, 12.0, 24.0, 36.0, 60.0)
 

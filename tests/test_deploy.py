@@ -27,6 +27,7 @@ IMAGE_SOURCES = {
     "pyproject.toml",
     "requirements/runtime.lock",
     "prognosis",
+    "registry",
     "calculator",
     "templates",
     "model_artifacts",
@@ -249,6 +250,30 @@ def test_the_image_steps_install_and_start_in_a_fresh_venv(model_dir, tmp_path):
         check=True,
     ).stdout.strip()
     assert Path(where) == cwd / "calculator" / "__init__.py"
+    # The batch scorer runs in the image too (it reads patient files with registry/, no training code).
+    patients = tmp_path / "patients.csv"
+    patients.write_text("who_grade,tumor_burden,prior_resection_ablation\n2,<25%,0\n3,>75%,1\n")
+    scored = subprocess.run(
+        [
+            str(venv_bin / "python"),
+            "-m",
+            "calculator",
+            "score",
+            "--data",
+            str(patients),
+            "--out",
+            str(tmp_path / "predictions.csv"),
+            "--model",
+            str(model_dir),
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert scored.returncode == 0, scored.stderr
+    assert len((tmp_path / "predictions.csv").read_text().splitlines()) == 3
 
     # The image's CMD, bound to loopback here instead of 0.0.0.0, with the test artifact.
     command = json.loads(image["CMD"])

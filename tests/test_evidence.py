@@ -14,8 +14,8 @@ import pytest
 from prognosis import covariates
 from prognosis.scoring import FEW_SIMILAR_PATIENTS, predict
 from prognosis.store import load_model
+from registry import load_registry
 from training.pipeline import fit_registry
-from training.registry import load_registry
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent

@@ -16,10 +16,10 @@ import pytest
 
 from prognosis import covariates
 from prognosis.store import load_model
+from registry import load_registry
 from tests.data import impute_data
 from training import pipeline, synthetic
 from training.fit import efron_information, fit_coefficients
-from training.registry import load_registry
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent

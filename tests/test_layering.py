@@ -1,5 +1,5 @@
-"""The code reads in one direction: prognosis (the model) ← training, prognosis ← calculator; neither of those
-imports the other's stack, and nothing in the core calls back up (issue 10)."""
+"""The code reads in one direction: prognosis (the model) and registry (reading tables) ← training and calculator;
+neither of those imports the other, nor the other's stack, and nothing in the core calls back up (issue 10)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 WEB = ("flask", "werkzeug", "wtforms", "flask_wtf", "jinja2")
 FITTING = ("sklearn", "sksurv", "joblib", "lifelines", "sqlalchemy", "dask", "distributed")
+# `python -m calculator score --dask` imports these when asked (they are not in the runtime image); nothing else in
+# the calculator may.
+OPTIONAL_DASK = ("dask", "distributed")
 
 
 def imported_roots(package: str) -> dict[str, set[str]]:
@@ -32,8 +35,10 @@ def imported_roots(package: str) -> dict[str, set[str]]:
 @pytest.mark.parametrize(
     "package,forbidden",
     [
-        ("prognosis", ("calculator", "training", "pandas", *WEB, *FITTING)),
-        ("calculator", ("training", *FITTING)),
+        ("prognosis", ("calculator", "training", "registry", "pandas", *WEB, *FITTING)),
+        # registry imports sqlalchemy only when asked to read an SQL table (training's --data URL)
+        ("registry", ("calculator", "training", *WEB, *(f for f in FITTING if f != "sqlalchemy"))),
+        ("calculator", ("training", *(f for f in FITTING if f not in OPTIONAL_DASK))),
         ("training", ("calculator", *WEB)),
     ],
 )
@@ -62,6 +67,14 @@ def test_the_training_cli_loads_no_web_stack():
         "    main(['--help'])"
     )
     assert "training" in loaded and not loaded & set(WEB)
+
+
+def test_dask_is_imported_only_for_the_dask_path():
+    """The batch scorer's module level imports no dask: the runtime image, without it, runs ``score`` in process."""
+    tree = ast.parse((REPO / "calculator" / "score_cli.py").read_text(encoding="utf-8"))
+    top = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+    top |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
+    assert not top & set(OPTIONAL_DASK)
 
 
 def test_scoring_loads_numpy_and_scipy_only():

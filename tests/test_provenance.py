@@ -15,9 +15,9 @@ import pytest
 from calculator import card_figures, create_app, patient_view, provenance
 from prognosis import notices
 from prognosis.covariates import ENDPOINTS
+from registry import load_registry
 from tests.conftest import TEST_CONFIG, VALID_FORM
 from training.pipeline import update_registry
-from training.registry import load_registry
 from training.synthetic import synthesize
 
 GOOD = {"who_grade": 2, "tumor_burden": "25-50%", "prior_resection_ablation": True}

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prognosis import covariates as cv
-from training.registry import (
+from registry import (
     HPFS_OS_TOLERANCE_MONTHS,
     Registry,
     RegistryError,
@@ -803,9 +803,9 @@ def test_missing_optional_counts_are_reported_by_default(tmp_path):
 
 
 def test_covariates_row_by_row_for_a_file_of_patients(tmp_path):
-    from training.registry.mapping import load_mapping, resolve_columns
-    from training.registry.patients import parse_covariates
-    from training.registry.reading import read_source
+    from registry.mapping import load_mapping, resolve_columns
+    from registry.patients import parse_covariates
+    from registry.reading import read_source
 
     frame = text_frame()[["patient_id", "who_grade", "tumor_burden", "prior_resection_ablation", "tumor_type"]]
     frame = chain(put("who_grade", {1: "G4", 3: ""}), put("tumor_type", {2: "=A1", 5: ""}))(frame)
@@ -825,7 +825,7 @@ def test_covariates_row_by_row_for_a_file_of_patients(tmp_path):
 
 
 def test_distinct_cells_keep_their_types():
-    from training.registry.cells import Cells, distinct, parse_category
+    from registry.cells import Cells, distinct, parse_category
 
     column = distinct(pd.Series([True, 1, 1.0, "1", -0.0, 0.0, None, np.nan, " 1 "], dtype=object))
     assert len(set(column.codes[:6].tolist())) == 6  # True, 1, 1.0, '1', -0.0, 0.0: each its own value
@@ -841,7 +841,7 @@ def test_distinct_cells_keep_their_types():
 
 
 def read_both(data: bytes, delimiter: str = ","):
-    from training.registry.reading import _read_csv_fast, _read_csv_records
+    from registry.reading import _read_csv_fast, _read_csv_records
 
     fast = _read_csv_fast(data, delimiter, "r.csv", "sha")
     try:

@@ -17,8 +17,8 @@ import pytest
 
 from prognosis import covariates
 from prognosis.store import load_model
+from registry import load_registry
 from training import retrain, synthetic
-from training.registry import load_registry
 
 REPO = Path(__file__).resolve().parent.parent
 TERMS = covariates.term_ids(covariates.OPTIONAL)

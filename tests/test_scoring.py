@@ -18,11 +18,11 @@ from prognosis.covariates import COMPARISONS
 from prognosis.prepared import prepared
 from prognosis.scoring import predict
 from prognosis.store import load_model
+from registry import load_registry
 from tests import scoring_oracle as oracle
 from tests.registries import random_registry
 from training.fit import fit_cox
 from training.pipeline import fit_registry
-from training.registry import load_registry
 
 DATA = Path(__file__).parent / "data"
 R_TIMES = (3.0, 6.0, 12.0, 24.0, 36.0)

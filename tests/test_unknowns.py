@@ -9,8 +9,8 @@ import pytest
 from prognosis import covariates
 from prognosis.scoring import predict
 from prognosis.store import load_model
+from registry import load_registry
 from training.pipeline import fit_registry
-from training.registry import load_registry
 
 # Cytotoxic therapy by grade: rare in grade 1, the rule in grade 3 (as in practice); its log hazard ratio for death.
 CYTOTOXIC_BY_GRADE = {"1": 0.08, "2": 0.3, "3": 0.9}

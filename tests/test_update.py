@@ -19,8 +19,8 @@ from scipy import stats
 from prognosis import covariates
 from prognosis.model import Cohort, EndpointModel, RiskSets, UnknownsModel
 from prognosis.store import load_model
+from registry import load_registry
 from training import pipeline, retrain, synthetic, updating
-from training.registry import load_registry
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent

@@ -17,12 +17,12 @@ from sksurv.metrics import concordance_index_censored
 
 from prognosis import covariates
 from prognosis.store import load_model
+from registry import RegistryError, endpoint_frame, load_registry
 from tests.registries import random_registry
 from training import calibration, cox_fast, ph_test, validate
 from training import smoothed_calibration as sc
 from training.card import render_markdown
 from training.fit import fit_coefficients, fit_cox
-from training.registry import RegistryError, endpoint_frame, load_registry
 from training.synthetic import synthesize
 
 DATA = Path(__file__).parent / "data"

@@ -27,11 +27,11 @@ import pytest
 from prognosis import covariates, scoring
 from prognosis.model import EndpointModel, RiskSets
 from prognosis.store import load_model
+from registry import endpoint_frame, load_registry
 from training import bootstrap as boot_module
 from training import validate
 from training.fit import breslow_risk_sets, fit_coefficients
 from training.pipeline import fit_registry
-from training.registry import endpoint_frame, load_registry
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent

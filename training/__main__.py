@@ -11,11 +11,11 @@ from pathlib import Path
 
 from prognosis import covariates
 from prognosis.store import MODEL_ARTIFACTS, ModelLoadError, served_model_dir
+from registry import Registry, RegistryError, load_registry
 from training import artifact, convert, promote, retrain, shrinkage, synthetic, updating, validate
 from training.fit import FitError
 from training.imputation import ImputationError
 from training.pipeline import Progress, fit_registry, stderr_progress, update_registry
-from training.registry import Registry, RegistryError, load_registry
 
 # The shipped model: a synthetic registry large enough for all 19 multivariate HRs to land within 10% of Table 1.
 SHIPPED_N = 60_000

@@ -15,9 +15,9 @@ import pandas as pd
 from prognosis import covariates
 from prognosis.model import Cohort, EndpointModel, Model, RiskSets
 from prognosis.store import CURRENT, ModelLoadError, load_model
+from registry import Registry
 from training import artifact, card, retrain, synthetic, updating
 from training.imputation import Imputations
-from training.registry import Registry
 from training.unknowns import fit_unknowns_model
 
 Progress = Callable[[str], None]

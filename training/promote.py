@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prognosis.store import CURRENT, ModelLoadError, load_model, served_model_dir
+from registry import Registry
 from training import validate
 from training.artifact import ArtifactError, fsync_dir
-from training.registry import Registry
 
 
 def _into_root(directory: Path, root: Path, report: Callable[[str], None]) -> Path:

@@ -19,9 +19,9 @@ import pandas as pd
 
 from prognosis import covariates
 from prognosis.model import EndpointModel, Model, RiskSets
+from registry import Registry, endpoint_frame
 from training import imputation, sample_size, shrinkage, updating
 from training.fit import CoxFit, FitError, fit_endpoint, univariate_groups, wald_table
-from training.registry import Registry, endpoint_frame
 
 # Criterion (iii) of the sample size (the overall risk estimated within +/- 0.05) at this horizon: 2 years, the middle
 # of the calculator's landmarks and near the median hepatic progression-free survival of the seed study.

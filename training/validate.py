@@ -44,13 +44,13 @@ from prognosis import covariates
 from prognosis.model import EndpointModel, Model, RiskSets
 from prognosis.normal import Z_95
 from prognosis.store import MODEL_JSON, load_model, read_manifest
+from registry import Registry, endpoint_frame, load_registry
 from training import artifact, calibration, cox_fast, ph_test, synthetic
 from training import bootstrap as boot_module
 from training import card as card_module
 from training import smoothed_calibration as sc
 from training.bootstrap import BASE_MEASURES, ImputedProblem, Problem
 from training.fit import fit_coefficients
-from training.registry import Registry, endpoint_frame, load_registry
 
 HORIZONS_MONTHS: tuple[float, ...] = (12.0, 24.0, 36.0)
 DEFAULT_REPLICATES = 200

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from prognosis import covariates
+from registry import load_registry
 from training import retrain, synthetic
-from training.registry import load_registry
 
 DATA = Path(__file__).resolve().parent
 REGISTRY = DATA / "impute_registry.csv"

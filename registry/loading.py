@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 
 from prognosis import covariates as cv
-from training.registry.mapping import load_mapping, resolve_columns
-from training.registry.problems import RegistryError
-from training.registry.reading import read_source
-from training.registry.rules import Checker, Registry, outcome_endpoints
+from registry.mapping import load_mapping, resolve_columns
+from registry.problems import RegistryError
+from registry.reading import read_source
+from registry.rules import Checker, Registry, outcome_endpoints
 
 
 def load_registry(

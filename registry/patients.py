@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from prognosis import covariates as cv
-from training.registry.cells import (
+from registry.cells import (
     UNKNOWN_VALUE,
     Cells,
     Parsed,
@@ -24,8 +24,8 @@ from training.registry.cells import (
     parse_number,
     parse_percent,
 )
-from training.registry.mapping import ColumnMap
-from training.registry.reading import RawTable
+from registry.mapping import ColumnMap
+from registry.reading import RawTable
 
 DUPLICATE_ID = "duplicate values (patient_id must be unique)"
 

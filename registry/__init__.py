@@ -10,18 +10,18 @@ values), ``patients`` (identifiers and covariates row by row, shared with scorin
 (the schema's rules and the checker), ``problems`` (the error and how rows are listed), ``loading`` (entry points).
 """
 
-from training.registry.cells import MISSING_TOKENS
-from training.registry.loading import endpoint_frame, load_registry
-from training.registry.mapping import (
+from registry.cells import MISSING_TOKENS
+from registry.loading import endpoint_frame, load_registry
+from registry.mapping import (
     BURDEN_PCT,
     CANONICAL_COLUMNS,
     COVARIATE_NAMES,
     ENDPOINT_COLUMNS,
     PATIENT_ID,
 )
-from training.registry.problems import ROWS_SHOWN, RegistryError
-from training.registry.reading import FILE_FORMATS, read_table
-from training.registry.rules import HPFS_OS_TOLERANCE_MONTHS, REQUIRED_VALUES, Registry
+from registry.problems import ROWS_SHOWN, RegistryError
+from registry.reading import FILE_FORMATS, read_table
+from registry.rules import HPFS_OS_TOLERANCE_MONTHS, REQUIRED_VALUES, Registry
 
 __all__ = [
     "BURDEN_PCT",

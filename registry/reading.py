@@ -1,7 +1,7 @@
 """Read a CSV, XLSX or Parquet file or an SQL table into one raw table: header names, cells, row numbers.
 
 Nothing here knows the schema; every source becomes a :class:`RawTable` whose columns are factorized cells
-(:class:`~training.registry.cells.Distinct`), whose rows carry the numbers the user knows them by, and whose
+(:class:`~registry.cells.Distinct`), whose rows carry the numbers the user knows them by, and whose
 formula and error cells are marked where the file says so. openpyxl, pyarrow and SQLAlchemy are imported only by
 the reader that needs them.
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.registry.cells import FORMULA, SPREADSHEET_ERROR, Cells, Distinct, distinct, is_blank
-from training.registry.problems import RegistryError, rows_text
+from registry.cells import FORMULA, SPREADSHEET_ERROR, Cells, Distinct, distinct, is_blank
+from registry.problems import RegistryError, rows_text
 
 FILE_FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".parquet": "parquet"}
 CSV_NOTE = "spreadsheet row numbers; header = row {header}"

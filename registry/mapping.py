@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prognosis import covariates as cv
-from training.registry.problems import RegistryError, fail
-from training.registry.reading import RawTable
+from registry.problems import RegistryError, fail
+from registry.reading import RawTable
 
 PATIENT_ID = "patient_id"
 ENDPOINT_COLUMNS = tuple(col for ep in cv.ENDPOINTS.values() for col in (ep.time, ep.event))

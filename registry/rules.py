@@ -1,7 +1,7 @@
 """The registry schema's rules (``registry-schema.md``), checked on a raw table; the result is a :class:`Registry`.
 
 Every problem found is collected, worded with the column and the first rows concerned, and raised together as one
-:class:`~training.registry.problems.RegistryError`; nothing is dropped silently.
+:class:`~registry.problems.RegistryError`; nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from prognosis import covariates as cv
-from training.registry.cells import (
+from registry.cells import (
     FORMULA_CELL,
     NOT_A_NUMBER,
     NOT_AN_EVENT,
@@ -23,10 +23,10 @@ from training.registry.cells import (
     parse_event,
     parse_number,
 )
-from training.registry.mapping import COVARIATE_NAMES, PATIENT_ID, ColumnMap
-from training.registry.patients import CellProblem, parse_covariates, parse_patient_ids
-from training.registry.problems import ROWS_SHOWN, RegistryError, fail, rows_text
-from training.registry.reading import RawTable
+from registry.mapping import COVARIATE_NAMES, PATIENT_ID, ColumnMap
+from registry.patients import CellProblem, parse_covariates, parse_patient_ids
+from registry.problems import ROWS_SHOWN, RegistryError, fail, rows_text
+from registry.reading import RawTable
 
 # An endpoint's time may exceed the time of the endpoint it cannot come after (hpfs_months <= os_months) by this
 # much: both are often rounded separately to 0.1 month.
