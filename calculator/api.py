@@ -478,7 +478,7 @@ def _few_similar(model: Model, patient: dict[str, str | None]) -> list[str]:
         option
         for option in OPTIONS
         if min(model.endpoints[name].cohort.grade_modality[level][option] for name in ENDPOINTS)  # type: ignore[index]
-        < scoring.FEW_SIMILAR_PATIENTS
+        < notices.FEW_SIMILAR_PATIENTS
     ]
 
 
@@ -858,7 +858,7 @@ def openapi_document(model: Model | None = None) -> dict[str, Any]:
         "type": "array",
         "items": {"enum": list(OPTIONS)},
         "description": f"The options whose estimates rest on few similar patients: fewer than "
-        f"{scoring.FEW_SIMILAR_PATIENTS} training patients of this "
+        f"{notices.FEW_SIMILAR_PATIENTS} training patients of this "
         f"{MODALITY_WITHIN.label} level treated with the option.",
     }
     unknown = {

@@ -182,6 +182,16 @@ class CalibrationPlot:
     points: tuple[CalibrationPoint, ...]
 
 
+def _probability_axis(values: list[float]) -> tuple[float, float, float]:
+    """A calibration plot's axis range (whole tenths around ``values``, at least 0.2 wide, within [0, 1]) and tick
+    step, shared by both of its axes so that the diagonal is the diagonal."""
+    low = max(0.0, math.floor(min(values) * 10 - 1e-9) / 10)
+    high = min(1.0, math.ceil(max(values) * 10 + 1e-9) / 10)
+    if high - low < 0.2:
+        low, high = (max(0.0, high - 0.2), high) if high - 0.2 >= 0 else (0.0, 0.2)
+    return low, high, 0.1 if high - low <= 0.5 else 0.2
+
+
 def calibration_plot(horizon: Mapping[str, Any]) -> CalibrationPlot | None:
     """Predicted vs observed survival by risk group at one horizon (an entry of ``validation.<ep>.calibration``).
 
@@ -193,11 +203,7 @@ def calibration_plot(horizon: Mapping[str, Any]) -> CalibrationPlot | None:
     values = [
         v for g in groups for v in (g["predicted"], g["observed"], g.get("ci_lower"), g.get("ci_upper")) if _finite(v)
     ]
-    low = max(0.0, math.floor(min(values) * 10 - 1e-9) / 10)
-    high = min(1.0, math.ceil(max(values) * 10 + 1e-9) / 10)
-    if high - low < 0.2:
-        low, high = (max(0.0, high - 0.2), high) if high - 0.2 >= 0 else (0.0, 0.2)
-    step = 0.1 if high - low <= 0.5 else 0.2
+    low, high, step = _probability_axis(values)
 
     def x(p: float) -> float:
         return CAL_LEFT + (CAL_RIGHT - CAL_LEFT) * (p - low) / (high - low)
@@ -292,11 +298,7 @@ def smoothed_calibration_plot(entry: Mapping[str, Any]) -> SmoothedCalibrationPl
     if len(points) < 2:
         return None
     values = [v for v in (*predicted, *observed, *lower, *upper) if _finite(v)]
-    low = max(0.0, math.floor(min(values) * 10 - 1e-9) / 10)
-    high = min(1.0, math.ceil(max(values) * 10 + 1e-9) / 10)
-    if high - low < 0.2:
-        low, high = (max(0.0, high - 0.2), high) if high - 0.2 >= 0 else (0.0, 0.2)
-    step = 0.1 if high - low <= 0.5 else 0.2
+    low, high, step = _probability_axis(values)
 
     def x(p: float) -> float:
         return CAL_LEFT + (CAL_RIGHT - CAL_LEFT) * (min(max(p, low), high) - low) / (high - low)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from prognosis import scoring
+from prognosis import notices
 from prognosis.covariates import DEFAULT_HORIZONS_MONTHS, ENDPOINTS, MODALITY, OPTIONS, Endpoint, options_text
 
 # The horizons a patient can choose: the default landmarks that are whole years (1, 2, 3 and 5 years).
@@ -234,7 +234,7 @@ def patient_view(prediction: Mapping, years: int) -> list[EndpointView]:
     few = (
         set(prediction["few_similar"])
         if "few_similar" in prediction
-        else {option for option, n in prediction["similar_patients"].items() if n < scoring.FEW_SIMILAR_PATIENTS}
+        else {option for option, n in prediction["similar_patients"].items() if n < notices.FEW_SIMILAR_PATIENTS}
     )
     conditions = condition_months(prediction)
     views = []

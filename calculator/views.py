@@ -35,7 +35,7 @@ bp = Blueprint("views", __name__)
 SENTENCE_MONTHS = 24.0  # the horizon of the plain-language sentences (under a condition: the first landmark after it)
 TABLE_STEP_MONTHS = 6.0  # rows of the data table behind each chart, up to 20 years (rows past follow-up are dropped)
 TABLE_MONTHS = tuple(TABLE_STEP_MONTHS * k for k in range(1, 41))
-# How scoring's "few similar patients" warning begins (prognosis/scoring.py): the page shows it apart, prominently.
+# How the "few similar patients" warning begins (prognosis/notices.py): the page shows it apart, prominently.
 FEW_SIMILAR_WARNING = "Few similar patients"
 # The generated stylesheet never changes for a given URL (its digest is in it).
 STYLESHEET_MAX_AGE = 365 * 24 * 3600
@@ -336,7 +336,7 @@ def few_similar(prediction: dict) -> list[str]:
     """The options whose estimates rest on few patients like this one (scoring's ``few_similar``)."""
     if "few_similar" in prediction:
         return list(prediction["few_similar"])
-    return [option for option, count in prediction["similar_patients"].items() if count < scoring.FEW_SIMILAR_PATIENTS]
+    return [option for option, count in prediction["similar_patients"].items() if count < notices.FEW_SIMILAR_PATIENTS]
 
 
 def sorted_warnings(prediction: dict, model: Model) -> dict[str, list[str]]:
@@ -373,7 +373,7 @@ def similar_text(prediction: dict, model: Model) -> str:
     )
     counts = join(
         [
-            f"{scoring.patients_text(count)} received {option}"
+            f"{notices.patients_text(count)} received {option}"
             for option, count in prediction["similar_patients"].items()
         ]
     )

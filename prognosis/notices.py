@@ -5,7 +5,15 @@ One place, so that the model card, the result page, the patient view and every A
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from prognosis import covariates
+
+# Below this many training patients of the patient's grade treated with an option (at the evidence's scale for a
+# synthetic model), the response warns that the option's estimates rest on few similar patients (docs/methods.md).
+FEW_SIMILAR_PATIENTS = 10
+# Counts below this are never shown exactly ("fewer than 5"), so that no small group of patients is disclosed.
+SMALLEST_SHOWN = 5
 
 OBSERVATIONAL = (
     f"Treatment was not randomized: differences between {covariates.options_text()} are associations in "
@@ -42,3 +50,50 @@ def synthetic_notice(evidence_patients: int | None) -> str:
         "Trained on a SYNTHETIC registry generated to reproduce the published estimates of the original study, "
         f"not on patient data. {size} Not for clinical decisions before retraining on registry data."
     ).replace("  ", " ")
+
+
+def patients_text(count: int) -> str:
+    """A count of patients as it may be shown: 'fewer than 5' below SMALLEST_SHOWN."""
+    return f"fewer than {SMALLEST_SHOWN}" if count < SMALLEST_SHOWN else f"{count}"
+
+
+def patient_warnings(
+    *,
+    data_source: str,
+    evidence_patients: int | None,
+    grade: str,
+    similar: Mapping[str, int],
+    unknown: Sequence[str],
+    unused: Sequence[str],
+) -> list[str]:
+    """What a prediction for this patient must say about the data behind it, in the order a response shows it.
+
+    ``similar`` counts the training patients of the patient's grade per option (the smallest over endpoints),
+    ``unknown`` the optional inputs averaged over, ``unused`` the given inputs the model does not use.
+    """
+    warnings = []
+    if data_source == "synthetic":
+        warnings.append(synthetic_notice(evidence_patients))
+    warnings.append(OBSERVATIONAL)
+    few = [option for option, count in similar.items() if count < FEW_SIMILAR_PATIENTS]
+    if few:
+        within = covariates.MODALITY_WITHIN.label_of(grade).lower()
+        counts = covariates.join([f"{patients_text(similar[o])} received {o}" for o in few])
+        scale = " (counted at the size of the original study)" if evidence_patients else ""
+        warnings.append(
+            f"Few similar patients: among patients with {within} in the data behind this model{scale}, "
+            f"{counts}. The estimates for {covariates.join(few)} rest on few patients like this one."
+        )
+    if unused:
+        warnings.append(
+            "Not used by this model (its training data did not record them): "
+            + ", ".join(covariates.BY_NAME[n].label.lower() for n in unused)
+            + "."
+        )
+    if unknown:
+        labels = ", ".join(covariates.BY_NAME[n].label.lower() for n in unknown)
+        warnings.append(
+            f"Unknown: {labels}. The prediction averages over the values these take in training "
+            "patients with the same known characteristics."
+        )
+    return warnings

@@ -43,17 +43,7 @@ __all__ = ["condition_text", "check_condition", "predict", "prepare", "score", "
 # landmarks and the median), the first step in each 1-month interval and in each 0.01 band of survival (plus the
 # last); the values at the kept times are exact. That bounds a curve to about 250 points, a response to tens of KB.
 THIN_SURVIVAL_STEP = 0.01
-# Below this many training patients of the patient's grade treated with an option (at the evidence's scale for a
-# synthetic model), the response warns that the option's estimates rest on few similar patients (docs/methods.md).
-FEW_SIMILAR_PATIENTS = 10
-# Counts below this are never shown exactly ("fewer than 5"), so that no small group of patients is disclosed.
-SMALLEST_SHOWN = 5
 N_OPTIONS = len(covariates.OPTIONS)
-
-
-def patients_text(count: int) -> str:
-    """A count of patients as it may be shown: 'fewer than 5' below SMALLEST_SHOWN."""
-    return f"fewer than {SMALLEST_SHOWN}" if count < SMALLEST_SHOWN else f"{count}"
 
 
 def validate_patient(patient: Mapping[str, str | None]) -> dict[str, str | None]:
@@ -454,30 +444,14 @@ def predict(
             "Restricted mean survival time is not given for a conditional prediction: it counts time "
             f"from the embolotherapy, including the first {_months(months)} already survived."
         )
-    if model.data_source == "synthetic":
-        warnings.append(notices.synthetic_notice(model.evidence_patients))
-    warnings.append(notices.OBSERVATIONAL)
-    few = [option for option, count in similar.items() if count < FEW_SIMILAR_PATIENTS]
-    if few:
-        within = covariates.MODALITY_WITHIN.label_of(grade).lower()
-        counts = covariates.join([f"{patients_text(similar[o])} received {o}" for o in few])
-        scale = " (counted at the size of the original study)" if model.evidence_patients else ""
-        warnings.append(
-            f"Few similar patients: among patients with {within} in the data behind this model{scale}, "
-            f"{counts}. The estimates for {covariates.join(few)} rest on few patients like this one."
-        )
-    if unused:
-        warnings.append(
-            "Not used by this model (its training data did not record them): "
-            + ", ".join(covariates.BY_NAME[n].label.lower() for n in unused)
-            + "."
-        )
-    if unknown:
-        labels = ", ".join(covariates.BY_NAME[n].label.lower() for n in unknown)
-        warnings.append(
-            f"Unknown: {labels}. The prediction averages over the values these take in training "
-            "patients with the same known characteristics."
-        )
+    warnings += notices.patient_warnings(
+        data_source=model.data_source,
+        evidence_patients=model.evidence_patients,
+        grade=grade,
+        similar=similar,
+        unknown=unknown,
+        unused=unused,
+    )
     condition = (
         None
         if months is None
@@ -498,6 +472,6 @@ def predict(
         "predictions": predictions,
         "contrasts": contrasts,
         "similar_patients": similar,
-        "few_similar": few,
+        "few_similar": [o for o, count in similar.items() if count < notices.FEW_SIMILAR_PATIENTS],
         "warnings": warnings,
     }

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from prognosis import covariates
-from prognosis.scoring import FEW_SIMILAR_PATIENTS, predict
+from prognosis.notices import FEW_SIMILAR_PATIENTS
+from prognosis.scoring import predict
 from prognosis.store import load_model
 from registry import load_registry
 from training.pipeline import fit_registry

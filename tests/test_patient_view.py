@@ -259,7 +259,7 @@ def test_few_similar_patients_are_said_in_plain_words(client, app):
     with app.app_context():
         model = views.get_model()
     prediction = scoring.predict(model, {name: GRADE_3.get(name) for name in BY_NAME})
-    few = {o for o, n in prediction["similar_patients"].items() if n < scoring.FEW_SIMILAR_PATIENTS}
+    few = {o for o, n in prediction["similar_patients"].items() if n < notices.FEW_SIMILAR_PATIENTS}
     assert few
     page = patient_page(client, GRADE_3)
     for option, figure in figures(page, next(iter(ENDPOINTS))).items():

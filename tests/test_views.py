@@ -547,7 +547,7 @@ def test_few_similar_patients_are_shown_prominently(client, app):
     page = html.unescape(response.get_data(as_text=True))
     patient = {"who_grade": MODALITY_WITHIN.levels[-1], "tumor_burden": "<25%", "prior_resection_ablation": "0"}
     prediction = scoring.predict(model, patient)
-    few = [o for o, n in prediction["similar_patients"].items() if n < scoring.FEW_SIMILAR_PATIENTS]
+    few = [o for o, n in prediction["similar_patients"].items() if n < notices.FEW_SIMILAR_PATIENTS]
     assert few, "the fixture's top grade has few patients per option at the evidence's scale"
     warning = next(w for w in prediction["warnings"] if w.startswith(views.FEW_SIMILAR_WARNING))
     box = page[page.index('<aside class="few-similar"') : page.index("</aside>", page.index('class="few-similar"'))]

@@ -118,6 +118,20 @@ def missing_data_block(imputed: Imputations | None, results: dict[str, dict]) ->
     }
 
 
+def described_data(source: str, registry: Registry, results: dict[str, dict], evidence: int | None = None) -> dict:
+    """The card's ``data`` block: where the registry came from and what of it each endpoint used."""
+    return {
+        "source": source,
+        **({"evidence_patients": evidence} if evidence else {}),
+        "sha256": registry.sha256,
+        "rows_read": registry.report["rows_read"],
+        "rows_used": {name: results[name]["n"] for name in covariates.ENDPOINTS},
+        "excluded": registry.report["excluded"],
+        "endpoint_missing": registry.report["endpoint_missing"],
+        "format": registry.report["format"],
+    }
+
+
 def _finish(fitted: retrain.Fitted) -> dict:
     risk_sets = fitted.risk_sets
     return {
@@ -199,16 +213,7 @@ def fit_registry(
         )
         estimators[name] = fitted.estimator
         results[name] = _finish(fitted)
-    described = {
-        "source": source,
-        **({"evidence_patients": evidence} if evidence else {}),
-        "sha256": registry.sha256,
-        "rows_read": registry.report["rows_read"],
-        "rows_used": {name: results[name]["n"] for name in covariates.ENDPOINTS},
-        "excluded": registry.report["excluded"],
-        "endpoint_missing": registry.report["endpoint_missing"],
-        "format": registry.report["format"],
-    }
+    described = described_data(source, registry, results, evidence)
     model_card = card.build_card(
         version=version,
         created_at=created,
@@ -300,15 +305,7 @@ def update_registry(
             variance_scale=fitted.result["variance_scale"],
         )
         results[name] = _finish(fitted)
-    described = {
-        "source": synthetic.data_source(registry.frame["patient_id"]),
-        "sha256": registry.sha256,
-        "rows_read": registry.report["rows_read"],
-        "rows_used": {name: results[name]["n"] for name in covariates.ENDPOINTS},
-        "excluded": registry.report["excluded"],
-        "endpoint_missing": registry.report["endpoint_missing"],
-        "format": registry.report["format"],
-    }
+    described = described_data(synthetic.data_source(registry.frame["patient_id"]), registry, results)
     model_card = card.build_card(
         version=version,
         created_at=created,
