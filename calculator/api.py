@@ -122,6 +122,14 @@ def _expected(cov: Covariate) -> str:
     return text if cov.required else text + ", or null if unknown"
 
 
+def _quoted_hint(cov: Covariate, value: Any) -> str:
+    # "3" for 3 or "true" for true reads as one of the levels in the message; say what is wrong with it.
+    quoted = {json.dumps(v): v for v in json_levels(cov) if not isinstance(v, str)}
+    if isinstance(value, str) and value.strip().lower() in quoted:
+        return f" (got the string {json.dumps(value)}: send {json.dumps(quoted[value.strip().lower()])} without quotes)"
+    return ""
+
+
 # --- request parsing --------------------------------------------------------------------------------------------
 
 
@@ -170,7 +178,7 @@ def parse_patient(
         if value is None and cov.required:
             errors.append(_error(cov.name, f"required: {_expected(cov)}"))
         elif value is not None and level is None:
-            errors.append(_error(cov.name, f"must be {_expected(cov)}"))
+            errors.append(_error(cov.name, f"must be {_expected(cov)}{_quoted_hint(cov, value)}"))
         patient[cov.name] = level
     return patient, errors
 

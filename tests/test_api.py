@@ -104,6 +104,18 @@ def test_a_misspelled_field_gets_a_suggestion(client):
     assert errors == [{"field": "octreotid", "message": "unknown field; did you mean 'octreotide'?"}]
 
 
+@pytest.mark.parametrize(
+    "field,value,expected",
+    [("who_grade", "3", "send 3 without quotes"), ("prior_resection_ablation", "true", "send true without quotes")],
+)
+def test_a_quoted_number_or_boolean_is_named_as_such(client, field, value, expected):
+    body = {"who_grade": 2, "tumor_burden": "<25%", "prior_resection_ablation": False, field: value}
+    response = client.post("/api/v1/predict", json=body)
+    assert response.status_code == 400
+    (error,) = response.get_json()["errors"]
+    assert error["field"] == field and expected in error["message"], error
+
+
 def test_a_good_request_answers_with_the_contract(client):
     response = post_json(client, GOOD)
     assert response.status_code == 200
