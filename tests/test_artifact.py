@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prognosis.store import MANIFEST, ModelLoadError, load_model
+from prognosis.store import MANIFEST, ModelLoadError, load_model, served_model_dir
 from registry import load_registry
 from tests.model_fixtures import FIXTURE_REPLICATES
 from training import artifact, promote
@@ -198,6 +198,20 @@ def test_promote_copies_a_version_fitted_elsewhere_into_the_served_folder(model_
     artifact.update_card(other, card, render_markdown(card))
     with pytest.raises(artifact.ArtifactError, match="already has a different version named v7"):
         promote.promote(other, root)
+
+
+def test_promote_switches_the_link_the_calculator_reads(model_dir, tmp_path, monkeypatch):
+    # CALCULATOR_MODEL_DIR may name a link other than "current": promote switches that one, which the app loads.
+    served = tmp_path / "models" / "served"
+    monkeypatch.setenv("CALCULATOR_MODEL_DIR", str(served))
+    shutil.copytree(model_dir, tmp_path / "work" / "v3")
+    link = promote.promote(tmp_path / "work" / "v3")
+    assert link == served.parent.resolve() / "served" and os.readlink(served) == "v3"
+    assert not (served.parent / "current").exists()
+    assert load_model(served_model_dir()).sha256 == load_model(model_dir).sha256
+    monkeypatch.setenv("CALCULATOR_MODEL_DIR", str(tmp_path / "work" / "v3"))  # a directory, not a link
+    with pytest.raises(artifact.ArtifactError, match="a directory, not a link"):
+        promote.promote(tmp_path / "work" / "v3")
 
 
 def _patterns(training_csv: Path) -> dict:

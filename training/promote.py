@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from prognosis.store import CURRENT, ModelLoadError, load_model, served_model_dir
+from prognosis.store import CURRENT, MODEL_DIR_VARIABLE, ModelLoadError, load_model, served_model_dir
 from registry import Registry
 from training import validate
 from training.artifact import ArtifactError, fsync_dir
@@ -47,6 +47,19 @@ def _into_root(directory: Path, root: Path, report: Callable[[str], None]) -> Pa
     return target
 
 
+def _served_link(root: str | Path | None) -> tuple[Path, Path]:
+    """The folder holding the link and the link: ``root/current``, or by default the path the calculator reads."""
+    if root:
+        return Path(root).resolve(), Path(root).resolve() / CURRENT
+    served = served_model_dir().absolute()
+    if served.exists() and not served.is_symlink():
+        raise ArtifactError(
+            f"the calculator serves {served} ({MODEL_DIR_VARIABLE}), a directory, not a link that promote could "
+            f"switch: point {MODEL_DIR_VARIABLE} at a link (e.g. {served.parent / CURRENT}) or pass --root"
+        )
+    return served.parent.resolve(), served.parent.resolve() / served.name
+
+
 def promote(
     directory: str | Path,
     root: str | Path | None = None,
@@ -57,8 +70,9 @@ def promote(
 ) -> Path:
     """Make ``directory`` the version served by default: ``root/current`` → it, switched with one rename.
 
-    ``root`` defaults to the folder the calculator serves from (``prognosis.store.served_model_dir``'s parent:
-    ``model_artifacts/`` unless ``CALCULATOR_MODEL_DIR`` says otherwise). The version is verified
+    ``root`` defaults to the folder the calculator serves from, and the link to the one it reads
+    (``prognosis.store.served_model_dir``: ``model_artifacts/current`` unless ``CALCULATOR_MODEL_DIR`` names another
+    link, whatever its name). The version is verified
     (digests, loadable) first, then gated on its validation (``training.validate.validation_failures``): a candidate
     that failed validation, or was never validated, is refused unless ``force``. With ``registry`` (the candidate's
     data) the candidate and the current model are compared on it and the comparison is reported before the switch.
@@ -66,9 +80,8 @@ def promote(
     """
     report = report or (lambda line: None)
     directory = Path(directory).resolve()
-    root = Path(root).resolve() if root else served_model_dir().absolute().parent
+    root, link = _served_link(root)
     candidate = load_model(directory)  # raises ModelLoadError on anything wrong, before the switch
-    link = root / CURRENT
     current = None
     if link.exists():
         try:
@@ -88,7 +101,7 @@ def promote(
         report(f"promoting despite failed validation (--force): {reasons}")
     directory = _into_root(directory, root, report)
     target = os.path.relpath(directory, root)
-    tmp = root / f".{CURRENT}.{os.getpid()}.tmp"
+    tmp = root / f".{link.name}.{os.getpid()}.tmp"
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
     os.symlink(target, tmp)
