@@ -420,7 +420,10 @@ def main(argv: list[str] | None = None) -> int:
     _add_validation(p)
     p.set_defaults(run=cmd_validate)
 
-    p = sub.add_parser("promote", help="make DIR the version served by default (the link $CALCULATOR_MODEL_DIR, default model_artifacts/current)")
+    p = sub.add_parser(
+        "promote",
+        help="make DIR the version served by default (the link $CALCULATOR_MODEL_DIR, default model_artifacts/current)",
+    )
     p.add_argument("dir", metavar="DIR")
     p.add_argument(
         "--root",
