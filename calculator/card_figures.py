@@ -182,14 +182,41 @@ class CalibrationPlot:
     points: tuple[CalibrationPoint, ...]
 
 
-def _probability_axis(values: list[float]) -> tuple[float, float, float]:
-    """A calibration plot's axis range (whole tenths around ``values``, at least 0.2 wide, within [0, 1]) and tick
-    step, shared by both of its axes so that the diagonal is the diagonal."""
-    low = max(0.0, math.floor(min(values) * 10 - 1e-9) / 10)
-    high = min(1.0, math.ceil(max(values) * 10 + 1e-9) / 10)
-    if high - low < 0.2:
-        low, high = (max(0.0, high - 0.2), high) if high - 0.2 >= 0 else (0.0, 0.2)
-    return low, high, 0.1 if high - low <= 0.5 else 0.2
+@dataclass(frozen=True)
+class _ProbabilityAxes:
+    """A calibration plot's shared axes: one range for predicted and observed (whole tenths around the data, at
+    least 0.2 wide, within [0, 1]) so that the diagonal is at 45°, its tick marks, and the mapping into the plot."""
+
+    low: float
+    high: float
+    marks: tuple[float, ...]
+
+    @classmethod
+    def around(cls, values: list[float]) -> _ProbabilityAxes:
+        low = max(0.0, math.floor(min(values) * 10 - 1e-9) / 10)
+        high = min(1.0, math.ceil(max(values) * 10 + 1e-9) / 10)
+        if high - low < 0.2:
+            low, high = (max(0.0, high - 0.2), high) if high - 0.2 >= 0 else (0.0, 0.2)
+        step = 0.1 if high - low <= 0.5 else 0.2
+        first, last = math.ceil(round(low / step, 9)), int(math.floor(round(high / step, 9)))
+        return cls(low, high, tuple(round(step * k, 10) for k in range(first, last + 1)))
+
+    def _above_low(self, p: float) -> float:
+        return min(max(p, self.low), self.high) - self.low
+
+    def x(self, p: float) -> float:
+        return CAL_LEFT + (CAL_RIGHT - CAL_LEFT) * self._above_low(p) / (self.high - self.low)
+
+    def y(self, p: float) -> float:
+        return CAL_BOTTOM - (CAL_BOTTOM - CAL_TOP) * self._above_low(p) / (self.high - self.low)
+
+    def ticks(self) -> tuple[tuple[Tick, ...], tuple[Tick, ...]]:
+        return tuple(Tick(self.x(m), f"{m:.0%}") for m in self.marks), tuple(
+            Tick(self.y(m), f"{m:.0%}") for m in self.marks
+        )
+
+    def diagonal(self) -> tuple[float, float, float, float]:
+        return self.x(self.low), self.y(self.low), self.x(self.high), self.y(self.high)
 
 
 def calibration_plot(horizon: Mapping[str, Any]) -> CalibrationPlot | None:
@@ -203,19 +230,12 @@ def calibration_plot(horizon: Mapping[str, Any]) -> CalibrationPlot | None:
     values = [
         v for g in groups for v in (g["predicted"], g["observed"], g.get("ci_lower"), g.get("ci_upper")) if _finite(v)
     ]
-    low, high, step = _probability_axis(values)
-
-    def x(p: float) -> float:
-        return CAL_LEFT + (CAL_RIGHT - CAL_LEFT) * (p - low) / (high - low)
-
-    def y(p: float) -> float:
-        return CAL_BOTTOM - (CAL_BOTTOM - CAL_TOP) * (p - low) / (high - low)
+    axes = _ProbabilityAxes.around(values)
+    x, y = axes.x, axes.y
 
     def bound(v: Any) -> float | None:
-        return round(y(min(max(v, low), high)), 1) if _finite(v) else None
+        return round(y(v), 1) if _finite(v) else None
 
-    first = math.ceil(round(low / step, 9))
-    marks = [round(step * k, 10) for k in range(first, int(math.floor(round(high / step, 9))) + 1)]
     points = tuple(
         CalibrationPoint(
             int(g.get("group", i + 1)),
@@ -234,9 +254,8 @@ def calibration_plot(horizon: Mapping[str, Any]) -> CalibrationPlot | None:
         CAL_RIGHT,
         CAL_TOP,
         CAL_BOTTOM,
-        tuple(Tick(x(m), f"{m:.0%}") for m in marks),
-        tuple(Tick(y(m), f"{m:.0%}") for m in marks),
-        (x(low), y(low), x(high), y(high)),
+        *axes.ticks(),
+        axes.diagonal(),
         points,
     )
 
@@ -298,13 +317,8 @@ def smoothed_calibration_plot(entry: Mapping[str, Any]) -> SmoothedCalibrationPl
     if len(points) < 2:
         return None
     values = [v for v in (*predicted, *observed, *lower, *upper) if _finite(v)]
-    low, high, step = _probability_axis(values)
-
-    def x(p: float) -> float:
-        return CAL_LEFT + (CAL_RIGHT - CAL_LEFT) * (min(max(p, low), high) - low) / (high - low)
-
-    def y(p: float) -> float:
-        return CAL_BOTTOM - (CAL_BOTTOM - CAL_TOP) * (min(max(p, low), high) - low) / (high - low)
+    axes = _ProbabilityAxes.around(values)
+    x, y = axes.x, axes.y
 
     def path(pairs: Sequence[tuple[float, float]]) -> str:
         return " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in pairs)
@@ -312,8 +326,6 @@ def smoothed_calibration_plot(entry: Mapping[str, Any]) -> SmoothedCalibrationPl
     band_upper = [(a, b) for a, b in zip(predicted, upper, strict=False) if _finite(a) and _finite(b)]
     band_lower = [(a, b) for a, b in zip(predicted, lower, strict=False) if _finite(a) and _finite(b)]
     band = path(band_upper + band_lower[::-1]) if band_upper and band_lower else ""
-    first = math.ceil(round(low / step, 9))
-    marks = [round(step * k, 10) for k in range(first, int(math.floor(round(high / step, 9))) + 1)]
     distribution = entry.get("predicted_distribution")
     bars: list[HistogramBar] = []
     if isinstance(distribution, Mapping):
@@ -321,7 +333,7 @@ def smoothed_calibration_plot(entry: Mapping[str, Any]) -> SmoothedCalibrationPl
         pairs = [
             (a, b, c)
             for a, b, c in zip(edges, edges[1:], counts, strict=False)
-            if _finite(a) and _finite(b) and isinstance(c, int) and b > low and a < high
+            if _finite(a) and _finite(b) and isinstance(c, int) and b > axes.low and a < axes.high
         ]
         most = max((c for _, _, c in pairs), default=0)
         for a, b, c in pairs:
@@ -344,9 +356,8 @@ def smoothed_calibration_plot(entry: Mapping[str, Any]) -> SmoothedCalibrationPl
         CAL_RIGHT,
         CAL_TOP,
         CAL_BOTTOM,
-        tuple(Tick(x(m), f"{m:.0%}") for m in marks),
-        tuple(Tick(y(m), f"{m:.0%}") for m in marks),
-        (x(low), y(low), x(high), y(high)),
+        *axes.ticks(),
+        axes.diagonal(),
         path(points),
         band,
         tuple(bars),
