@@ -579,38 +579,6 @@ def _same_fit(refit: np.ndarray, coef: np.ndarray, build: Building) -> bool:
     )
 
 
-def validate_endpoint(
-    name: str,
-    model: EndpointModel,
-    frame: pd.DataFrame,
-    *,
-    replicates: int,
-    seed: int,
-    internal: bool | None = None,
-    n_jobs: int | None = None,
-    show_progress: bool = True,
-    build: Building | None = None,
-) -> dict:
-    """All validation results for one endpoint of a model on one complete data set (see docs/validation.md).
-
-    ``build`` says how the model was built (default: an unshrunk refit), so that the bootstrap rebuilds it that way.
-    """
-    x, time, event = _design(model, frame, name)
-    return validate_design(
-        name,
-        model,
-        x,
-        time,
-        event,
-        replicates=replicates,
-        seed=seed,
-        internal=internal,
-        n_jobs=n_jobs,
-        show_progress=show_progress,
-        build=build,
-    )
-
-
 def validate_design(
     name: str,
     model: EndpointModel,
@@ -627,7 +595,9 @@ def validate_design(
     stream: int | None = None,
     smoothed_horizons: Sequence[float] = HORIZONS_MONTHS,
 ) -> dict:
-    """:func:`validate_endpoint` given the design ``x`` (the model's terms) instead of a registry frame.
+    """All validation results for one endpoint of a model, given the design ``x`` (the model's terms), the times and
+    the events (docs/validation.md). ``build`` says how the model was built (default: an unshrunk refit), so that
+    the bootstrap rebuilds it that way.
 
     ``stream`` (default: a hash of ``name``) selects the bootstrap's random stream; ``smoothed_horizons`` the horizons
     of the smoothed calibration (none: no smoothed calibration, a faster bootstrap).
