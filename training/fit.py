@@ -478,8 +478,9 @@ def fit_cox(
     *,
     export_sksurv: bool = False,
     events: EventTimes | None = None,
+    tolerance: float = TOLERANCE,
 ) -> CoxFit:
-    """Fit a Cox model (Efron ties) by Newton-Raphson to :data:`TOLERANCE`; covariance from the observed
+    """Fit a Cox model (Efron ties) by Newton-Raphson to ``tolerance``; covariance from the observed
     information. ``export_sksurv`` also fits scikit-survival's estimator (``CoxFit.estimator``) and refuses one
     whose coefficients differ from ours by more than :data:`EXPORT_AGREEMENT`."""
     x = np.asarray(x, dtype=float)
@@ -487,7 +488,7 @@ def fit_cox(
     event = np.asarray(event, dtype=bool)
     if event.sum() == 0:
         raise FitError("no events: a Cox model cannot be fitted")
-    fit = _fit(EfronLikelihood(x, time, event, events=events), terms, event, TOLERANCE, MAX_ITERATIONS)
+    fit = _fit(EfronLikelihood(x, time, event, events=events), terms, event, tolerance, MAX_ITERATIONS)
     return _with_export(fit, x, time, event) if export_sksurv else fit
 
 
@@ -514,12 +515,7 @@ def wald_table(
     """The Wald table of a model that is reported but not served (the univariate rows): the same Newton on the same
     likelihood as :func:`fit_cox`, to :data:`NEWTON_TOLERANCE`. ``variance_scale`` multiplies the covariance (see
     :meth:`CoxFit.scaled`)."""
-    x = np.asarray(x, dtype=float)
-    time = np.asarray(time, dtype=float)
-    event = np.asarray(event, dtype=bool)
-    if event.sum() == 0:
-        raise FitError("no events: a Cox model cannot be fitted")
-    fit = _fit(EfronLikelihood(x, time, event, events=events), terms, event, NEWTON_TOLERANCE, MAX_ITERATIONS)
+    fit = fit_cox(x, time, event, terms, events=events, tolerance=NEWTON_TOLERANCE)
     return fit.scaled(variance_scale).table()
 
 
