@@ -97,6 +97,27 @@ def watching(browser, base_url: str) -> Iterator[Callable[..., Watched]]:
         page.check_clean()
 
 
+# The fixtures of a browser test module (import them into it): the app on a free port, one Chromium for the
+# module, and pages checked for console errors and requests off the machine when each test ends.
+
+
+@pytest.fixture(scope="module")
+def base_url(model_dir) -> Iterator[str]:
+    with served(model_dir) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def watched(browser, base_url) -> Iterator[Callable[..., Watched]]:
+    yield from watching(browser, base_url)
+
+
 def shot(page, name: str, **options) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

@@ -1,4 +1,4 @@
-"""Shared fixtures: a trained model version, and the web app serving it."""
+"""Shared fixtures: a trained model version, the web app serving it, and the browser tests' server and Chromium."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from calculator import create_app
+from tests.browser_support import base_url, browser, watched  # noqa: F401  (the browser tests' fixtures)
 from tests.model_fixtures import model_dir  # noqa: F401  (a session-scoped fixture)
 
 # A complete, valid submission of the form: the required inputs only.

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 import pytest
 
 from prognosis.covariates import MODALITY_WITHIN
-from tests.browser_support import FAILING_IMPACTS, axe_violations, chromium, describe, served, watching
+from tests.browser_support import FAILING_IMPACTS, axe_violations, describe
 from tests.conftest import VALID_FORM
 
 pytestmark = pytest.mark.browser
@@ -16,23 +16,6 @@ pytestmark = pytest.mark.browser
 GRADE_3 = {**VALID_FORM, MODALITY_WITHIN.name: MODALITY_WITHIN.levels[-1]}
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture(scope="module")
-def base_url(model_dir):  # noqa: F811 (the fixture imported in conftest)
-    with served(model_dir) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def watched(browser, base_url):
-    yield from watching(browser, base_url)
 
 
 def open_form_with_errors(page, base_url: str) -> None:

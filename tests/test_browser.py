@@ -10,26 +10,9 @@ from pathlib import Path
 import pytest
 
 from prognosis.covariates import ENDPOINTS, MODALITY_WITHIN, OPTION_STYLES, OPTIONS
-from tests.browser_support import ARTIFACTS, chromium, served, shot, watching
+from tests.browser_support import ARTIFACTS, shot
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def base_url(model_dir):  # noqa: F811 (the fixture imported in conftest)
-    with served(model_dir) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def watched(browser, base_url):
-    yield from watching(browser, base_url)
 
 
 def tab_to(page, selector: str, limit: int = 40) -> None:

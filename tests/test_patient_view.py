@@ -22,7 +22,7 @@ from prognosis.covariates import (
     OPTIONS,
     REQUIRED,
 )
-from tests.browser_support import ARTIFACTS, chromium, printed_pages, served, shot, watching
+from tests.browser_support import ARTIFACTS, printed_pages, shot
 from tests.conftest import VALID_FORM
 
 GRADE_3 = {**VALID_FORM, MODALITY_WITHIN.name: MODALITY_WITHIN.levels[-1]}
@@ -279,23 +279,6 @@ def test_icons_take_their_options_colour_class_and_the_page_no_inline_style_or_s
 
 
 # --- in the browser -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def base_url(model_dir):  # noqa: F811 (the fixture imported in conftest)
-    with served(model_dir) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def watched(browser, base_url):
-    yield from watching(browser, base_url)
 
 
 def rgb(hex_colour: str) -> str:
