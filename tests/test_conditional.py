@@ -11,12 +11,9 @@ from prognosis import covariates
 from prognosis.normal import Z_95
 from prognosis.scoring import predict
 from prognosis.store import load_model
-from registry import load_registry
 from tests import scoring_oracle as oracle
-from tests.registries import random_registry
-from tests.test_scoring import KINDS, chain_weights, random_patient
+from tests.test_scoring import KINDS, mixture_case, random_patient
 from training.fit import fit_cox
-from training.pipeline import fit_registry
 
 HORIZONS = (6.0, 12.0, 24.0, 36.0, 60.0)
 
@@ -208,34 +205,18 @@ def brute_force_conditional(frame, endpoint, patient, names, weights_by_pattern,
 def test_conditional_standard_errors_match_a_brute_force_delta_method(tmp_path):
     """The SE of log C(t|s) (survival) and of C_a - C_b (differences) against finite differences: both S(t) and S(s)
     move with the shared increments up to s and with beta, so dropping their covariance would fail this."""
-    frame = random_registry(300, 21, round_to=1.0)
-    csv = tmp_path / "r.csv"
-    frame.to_csv(csv, index=False)
-    model = load_model(fit_registry(load_registry(str(csv)), tmp_path / "m", version="cond"))
-    patient = {
-        "who_grade": "2",
-        "tumor_burden": "50-75%",
-        "prior_resection_ablation": "1",
-        "tumor_type": None,
-        "extrahepatic_metastases": "0",
-        "octreotide": None,
-        "biologic": "1",
-        "cytotoxic": "0",
-    }
-    names = ["tumor_type", "octreotide"]
-    pattern_weights = chain_weights(model, "os", patient, names)
-    canon = frame.astype(dict.fromkeys(covariates.BY_NAME, str) | {"modality": str})
-    known = {k: v for k, v in patient.items() if v is not None}
+    case = mixture_case(tmp_path, "cond")
+    canon, known, names, weights = case.canon, case.known, case.names, case.pattern_weights
     s, t = 8.0, 30.0
-    result = predict(model, patient, horizons=(t,), conditional_on_months=s)
+    result = predict(case.model, case.patient, horizons=(t,), conditional_on_months=s)
     for option in covariates.OPTIONS:
         lm = result["predictions"]["os"][option]["landmarks"][0]
-        c, var_c = brute_force_conditional(canon, "os", known, names, pattern_weights, [option], t, s)
+        c, var_c = brute_force_conditional(canon, "os", known, names, weights, [option], t, s)
         assert lm["survival"] == pytest.approx(c, rel=1e-10)
         se_log = np.sqrt(var_c) / c  # delta method: Var(log C) = Var(C) / C²
         assert np.log(lm["survival"] / lm["ci_lower"]) / Z_95 == pytest.approx(se_log, rel=1e-4)
     contrast = next(x for x in result["contrasts"]["os"] if x["comparison"] == "SIRT vs TACE")
-    diff, var_d = brute_force_conditional(canon, "os", known, names, pattern_weights, ["SIRT", "TACE"], t, s)
+    diff, var_d = brute_force_conditional(canon, "os", known, names, weights, ["SIRT", "TACE"], t, s)
     got = contrast["survival_difference"][0]
     assert got["estimate"] == pytest.approx(diff, abs=1e-10)
     assert (got["ci_upper"] - got["estimate"]) / Z_95 == pytest.approx(np.sqrt(var_d), rel=1e-4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from prognosis import covariates, medians, mixture, rmst, scoring
 from prognosis import prepared as prepared_module
 from prognosis.covariates import COMPARISONS
+from prognosis.model import Model
 from prognosis.prepared import prepared
 from prognosis.scoring import predict
 from prognosis.store import load_model
@@ -134,12 +136,28 @@ def chain_weights(model, endpoint: str, patient: dict, names: list[str]) -> dict
     return out
 
 
-def test_averaging_over_unknowns_matches_brute_force(tmp_path):
+@dataclass
+class MixtureCase:
+    """A model fitted on a small random registry, and a patient with two optional inputs unknown: the registry
+    (canonical text columns) and the chain's weights of the unknowns' patterns, for brute-force mixtures."""
+
+    canon: pd.DataFrame
+    model: Model
+    patient: dict[str, str | None]
+    names: list[str]
+    pattern_weights: dict
+
+    @property
+    def known(self) -> dict[str, str]:
+        return {k: v for k, v in self.patient.items() if v is not None}
+
+
+def mixture_case(tmp_path, version: str) -> MixtureCase:
     frame = random_registry(300, 21, round_to=1.0)
     csv = tmp_path / "r.csv"
     frame.to_csv(csv, index=False)
-    model = load_model(fit_registry(load_registry(str(csv)), tmp_path / "m", version="mix"))
-    patient = {
+    model = load_model(fit_registry(load_registry(str(csv)), tmp_path / "m", version=version))
+    patient: dict[str, str | None] = {
         "who_grade": "2",
         "tumor_burden": "50-75%",
         "prior_resection_ablation": "1",
@@ -150,14 +168,16 @@ def test_averaging_over_unknowns_matches_brute_force(tmp_path):
         "cytotoxic": "0",
     }
     names = ["tumor_type", "octreotide"]
-    pattern_weights = chain_weights(model, "os", patient, names)
     canon = frame.astype(dict.fromkeys(covariates.BY_NAME, str) | {"modality": str})
-    result = predict(model, patient, horizons=(12.0, 24.0))
+    return MixtureCase(canon, model, patient, names, chain_weights(model, "os", patient, names))
+
+
+def test_averaging_over_unknowns_matches_brute_force(tmp_path):
+    case = mixture_case(tmp_path, "mix")
+    result = predict(case.model, case.patient, horizons=(12.0, 24.0))
     for option in covariates.OPTIONS:
         lm = result["predictions"]["os"][option]["landmarks"][1]
-        nls, var = brute_force_mixture(
-            canon, "os", {k: v for k, v in patient.items() if v is not None}, option, names, pattern_weights, 24.0
-        )
+        nls, var = brute_force_mixture(case.canon, "os", case.known, option, case.names, case.pattern_weights, 24.0)
         assert lm["survival"] == pytest.approx(np.exp(-nls), rel=1e-10)
         se = np.sqrt(var)
         assert lm["ci_lower"] == pytest.approx(np.exp(-nls) * np.exp(-1.959963984540054 * se), rel=1e-5)
