@@ -53,3 +53,16 @@ def random_registry(
             frame["os_months"], frame["os_event"] = observed, event
     frame["hpfs_months"], frame["hpfs_event"] = hpfs_time, hpfs
     return frame
+
+
+def with_missing(frame: pd.DataFrame, seed: int, intercepts: dict[str, float]) -> pd.DataFrame:
+    """The optional covariates ``intercepts`` names made missing at random given the outcome and grade: more often
+    after an early death, and in grade 3."""
+    rng = np.random.default_rng(seed)
+    died_early = (frame["os_event"].to_numpy() == 1) & (frame["os_months"].to_numpy() < 24)
+    grade3 = frame["who_grade"].astype(str).to_numpy() == "3"
+    out = frame.astype(dict.fromkeys(covariates.OPTIONAL, object))
+    for name, intercept in intercepts.items():
+        linear = intercept + 1.2 * died_early + 0.8 * grade3
+        out.loc[rng.random(len(out)) < 1 / (1 + np.exp(-linear)), name] = None
+    return out

@@ -11,6 +11,7 @@ import pytest
 from sksurv.nonparametric import nelson_aalen_estimator
 
 from prognosis import covariates
+from tests.registries import with_missing
 from training import imputation as mi
 from training.fit import breslow_risk_sets, efron_information, fit_coefficients
 from training.synthetic import synthesize
@@ -21,18 +22,6 @@ TERMS = covariates.term_ids(covariates.OPTIONAL)
 
 def design(frame: pd.DataFrame, terms=TERMS) -> np.ndarray:
     return covariates.design_matrix(frame.astype({c: str for c in frame.columns if c in covariates.BY_NAME}), terms)
-
-
-def with_missing(frame: pd.DataFrame, seed: int, intercepts: dict[str, float]) -> pd.DataFrame:
-    """Missing at random given the outcome and grade: more often after an early death, and in grade 3."""
-    rng = np.random.default_rng(seed)
-    died_early = (frame["os_event"].to_numpy() == 1) & (frame["os_months"].to_numpy() < 24)
-    grade3 = frame["who_grade"].astype(str).to_numpy() == "3"
-    out = frame.astype(dict.fromkeys(covariates.OPTIONAL, object))
-    for name, intercept in intercepts.items():
-        linear = intercept + 1.2 * died_early + 0.8 * grade3
-        out.loc[rng.random(len(out)) < 1 / (1 + np.exp(-linear)), name] = None
-    return out
 
 
 @pytest.mark.parametrize("endpoint", ["hpfs", "os"])

@@ -18,6 +18,7 @@ from prognosis import covariates
 from prognosis.store import load_model
 from registry import load_registry
 from tests.data import impute_data
+from tests.registries import with_missing
 from training import pipeline, synthetic
 from training.fit import efron_information, fit_coefficients
 
@@ -80,9 +81,7 @@ def must_show(tmp_path_factory):
     folder = tmp_path_factory.mktemp("impute")
     full = synthetic.synthesize(2000, 5)
     full["patient_id"] = [f"P{i:05d}" for i in range(len(full))]
-    frame = impute_data.with_missing(
-        full, 105, {"extrahepatic_metastases": -0.6, "tumor_type": -1.5, "octreotide": -2.5}
-    )
+    frame = with_missing(full, 105, {"extrahepatic_metastases": -0.6, "tumor_type": -1.5, "octreotide": -2.5})
     full.to_csv(folder / "full.csv", index=False)
     frame.to_csv(folder / "missing.csv", index=False)
     refused = run("fit", "--data", str(folder / "missing.csv"), "--out", str(folder / "cc"))
@@ -151,7 +150,7 @@ def test_update_impute_pools_the_closed_test_with_d2(tmp_path):
     pipeline.fit_registry(load_registry(_csv(full, tmp_path / "base.csv")), base, version="base")
     new = synthetic.synthesize(600, 22)
     new["patient_id"] = [f"N{i:05d}" for i in range(len(new))]
-    new = impute_data.with_missing(new, 23, {"extrahepatic_metastases": -1.0})
+    new = with_missing(new, 23, {"extrahepatic_metastases": -1.0})
     done = run(
         "update",
         "--base",

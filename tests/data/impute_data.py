@@ -12,29 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from prognosis import covariates
 from registry import load_registry
+from tests.registries import with_missing
 from training import retrain, synthetic
 
 DATA = Path(__file__).resolve().parent
 REGISTRY = DATA / "impute_registry.csv"
 COMPLETED = DATA / "impute_completed.csv"
 IMPUTATIONS, SEED = 5, 11
-
-
-def with_missing(frame: pd.DataFrame, seed: int, intercepts: dict[str, float]) -> pd.DataFrame:
-    """Missing at random given the outcome and grade: more often after an early death, and in grade 3."""
-    rng = np.random.default_rng(seed)
-    died_early = (frame["os_event"].to_numpy() == 1) & (frame["os_months"].to_numpy() < 24)
-    grade3 = frame["who_grade"].astype(str).to_numpy() == "3"
-    out = frame.astype(dict.fromkeys(covariates.OPTIONAL, object))
-    for name, intercept in intercepts.items():
-        linear = intercept + 1.2 * died_early + 0.8 * grade3
-        out.loc[rng.random(len(out)) < 1 / (1 + np.exp(-linear)), name] = None
-    return out
 
 
 def completed_frames(path: Path = REGISTRY) -> pd.DataFrame:

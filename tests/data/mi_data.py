@@ -1,5 +1,5 @@
 """Write the data sets of the multiple-imputation oracles. Run from the repository root, then the two R scripts:
-    .venv/bin/python tests/data/mi_data.py
+    .venv/bin/python -m tests.data.mi_data
     Rscript tests/data/r_mice_pool.R && Rscript tests/data/r_mice_frequencies.R
 
 - mi_pool_completed.csv: 5 completed versions (column ``imputation``) of a 300-patient synthetic registry whose
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from prognosis import covariates
+from tests.registries import with_missing
 from training import imputation
 from training.synthetic import synthesize
 
@@ -25,25 +26,13 @@ HERE = Path(__file__).parent
 RATES = {"tumor_type": -1.2, "extrahepatic_metastases": -0.6, "octreotide": -2.0}
 
 
-def with_missing(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Missing at random: more often after an early death, and in grade 3."""
-    rng = np.random.default_rng(seed)
-    died_early = (frame["os_event"].to_numpy() == 1) & (frame["os_months"].to_numpy() < 24)
-    grade3 = frame["who_grade"].astype(str).to_numpy() == "3"
-    out = frame.astype(dict.fromkeys(covariates.OPTIONAL, object))
-    for name, intercept in RATES.items():
-        linear = intercept + 1.2 * died_early + 0.8 * grade3
-        out.loc[rng.random(len(out)) < 1 / (1 + np.exp(-linear)), name] = None
-    return out
-
-
-pool_frame = with_missing(synthesize(300, 31), 32)
+pool_frame = with_missing(synthesize(300, 31), 32, RATES)
 imp = imputation.impute(pool_frame, imputations=5, iterations=10, seed=33)
 completed = pd.concat([c.assign(imputation=i + 1) for i, c in enumerate(imp.completed_frames())], ignore_index=True)
 completed.to_csv(HERE / "mi_pool_completed.csv", index=False, float_format="%.17g")
 
 truth = synthesize(500, 41)
-freq = with_missing(truth, 42)
+freq = with_missing(truth, 42, RATES)
 outcome, names = imputation.outcome_predictors(freq)
 terms = covariates.term_ids(())
 base = covariates.design_matrix(

@@ -1,5 +1,5 @@
 # Imputed-category frequencies from mice (logreg / polyreg) for tests/test_imputation.py. Run from the repository root
-# (after tests/data/mi_data.py):  Rscript tests/data/r_mice_frequencies.R   (writes tests/data/r_mice_frequencies.csv)
+# (after .venv/bin/python -m tests.data.mi_data):  Rscript tests/data/r_mice_frequencies.R   (writes tests/data/r_mice_frequencies.csv)
 # Same imputation model as training/imputation.py: the complete predictors x_* (required terms, event indicators,
 # Nelson-Aalen cumulative hazards), biologic and cytotoxic, and the other incomplete covariates (mice's default:
 # every other column predicts). m = 100 imputations, 10 iterations. Saved per variable and level: the mean over the

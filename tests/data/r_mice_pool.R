@@ -1,5 +1,5 @@
 # Rubin's rules as mice::pool reports them, for tests/test_imputation.py. Run from the repository root (after
-# tests/data/mi_data.py):  Rscript tests/data/r_mice_pool.R   (writes tests/data/r_mice_pool.csv)
+# .venv/bin/python -m tests.data.mi_data):  Rscript tests/data/r_mice_pool.R   (writes tests/data/r_mice_pool.csv)
 # Each completed data set of tests/data/mi_pool_completed.csv is fitted by coxph(ties = "efron") with the model's 19
 # terms (same order as prognosis.covariates.term_ids), then pooled with pool(as.mira(fits)) (dfcom: events - terms).
 suppressMessages({library(survival); library(mice)})
