@@ -132,7 +132,7 @@ def test_r_script_reproduces_its_saved_values(tmp_path):
     saved = {name: pd.read_csv(DATA / name) for name in ("r_evidence_coefficients.csv", "r_evidence_curves.csv")}
     work = tmp_path / "repo"
     (work / "tests" / "data").mkdir(parents=True)
-    for name in ("r_evidence.R", "r_reference_registry.csv", "r_reference_patients.csv"):
+    for name in ("r_evidence.R", "r_terms.R", "r_reference_registry.csv", "r_reference_patients.csv"):
         shutil.copy(DATA / name, work / "tests" / "data" / name)
     subprocess.run(["Rscript", "tests/data/r_evidence.R"], cwd=work, check=True, capture_output=True, timeout=300)
     for name, frame in saved.items():

@@ -4,15 +4,7 @@
 # terms (same order as prognosis.covariates.term_ids), then pooled with pool(as.mira(fits)) (dfcom: events - terms).
 suppressMessages({library(survival); library(mice)})
 d <- read.csv("tests/data/mi_pool_completed.csv", stringsAsFactors = FALSE)
-terms <- function(d) data.frame(
-  g2 = 1 * (d$who_grade == 2), g3 = 1 * (d$who_grade == 3),
-  b1 = 1 * (d$tumor_burden == "25-50%"), b2 = 1 * (d$tumor_burden == "50-75%"), b3 = 1 * (d$tumor_burden == ">75%"),
-  pr = d$prior_resection_ablation,
-  s1 = 1 * (d$modality == "SIRT" & d$who_grade == 1), t1 = 1 * (d$modality == "TAE" & d$who_grade == 1),
-  s2 = 1 * (d$modality == "SIRT" & d$who_grade == 2), t2 = 1 * (d$modality == "TAE" & d$who_grade == 2),
-  s3 = 1 * (d$modality == "SIRT" & d$who_grade == 3), t3 = 1 * (d$modality == "TAE" & d$who_grade == 3),
-  gut = 1 * (d$tumor_type == "gut"), br = 1 * (d$tumor_type == "bronchial"), ot = 1 * (d$tumor_type == "other"),
-  ex = d$extrahepatic_metastases, oc = d$octreotide, bi = d$biologic, cy = d$cytotoxic)
+source("tests/data/r_terms.R")  # terms(d): the model's 19 terms as columns
 out <- list()
 for (ep in c("hpfs", "os")) {
   fits <- lapply(sort(unique(d$imputation)), function(i) {

@@ -12,15 +12,7 @@
 # Shrinkage: rms::validate(cph(...), B = 1000)'s optimism-corrected "Slope". D2: mitml's internal .D2 on each
 # completed data set's chi-square statistics; Rubin's rules for the slope: mice::pool.
 suppressMessages({library(survival); library(rms); library(mice); library(mitml)})
-terms <- function(d) data.frame(
-  g2 = 1 * (d$who_grade == 2), g3 = 1 * (d$who_grade == 3),
-  b1 = 1 * (d$tumor_burden == "25-50%"), b2 = 1 * (d$tumor_burden == "50-75%"), b3 = 1 * (d$tumor_burden == ">75%"),
-  pr = d$prior_resection_ablation,
-  s1 = 1 * (d$modality == "SIRT" & d$who_grade == 1), t1 = 1 * (d$modality == "TAE" & d$who_grade == 1),
-  s2 = 1 * (d$modality == "SIRT" & d$who_grade == 2), t2 = 1 * (d$modality == "TAE" & d$who_grade == 2),
-  s3 = 1 * (d$modality == "SIRT" & d$who_grade == 3), t3 = 1 * (d$modality == "TAE" & d$who_grade == 3),
-  gut = 1 * (d$tumor_type == "gut"), br = 1 * (d$tumor_type == "bronchial"), ot = 1 * (d$tumor_type == "other"),
-  ex = d$extrahepatic_metastases, oc = d$octreotide, bi = d$biologic, cy = d$cytotoxic)
+source("tests/data/r_terms.R")  # terms(d): the model's 19 terms as columns
 ctl <- coxph.control(eps = 1e-12, toler.chol = 1e-15, iter.max = 100)
 base <- read.csv("tests/data/update_base.csv")
 haz <- read.csv("tests/data/update_base_hazard.csv")
