@@ -21,6 +21,7 @@ from prognosis.covariates import (
     options_text,
 )
 from prognosis.spec import NUMERIC
+from tests.extension_definitions import KI67
 
 URL = "/api/v1/predict"
 GOOD = {"who_grade": 2, "tumor_burden": "25-50%", "prior_resection_ablation": True}
@@ -281,17 +282,6 @@ def test_every_valid_body_scores(app):
 
 
 # --- numeric covariates and the texts every answer carries --------------------------------------------------------
-
-KI67 = Covariate(
-    name="ki67_index",
-    label="Ki-67 index",
-    required=True,
-    help="Ki-67 proliferation index.",
-    kind=NUMERIC,
-    unit="%",
-    minimum=0.0,
-    maximum=100.0,
-)
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ import pytest
 from werkzeug.datastructures import MultiDict
 
 from calculator.forms import AlternativeField, NumberField, PatientForm
-from prognosis.covariates import COVARIATES, OPTIONAL, Covariate
-from prognosis.spec import NUMERIC
+from prognosis.covariates import COVARIATES, OPTIONAL
 from tests.conftest import VALID_FORM
+from tests.extension_definitions import KI67
 
 
 def checked(page: str, name: str, value: str) -> bool:
@@ -133,17 +133,6 @@ def test_inputs_in_the_query_string_prefill_the_form(client):
 
 
 # --- fields built from the definitions, whatever their kind (issue 10.3) ----------------------------------------
-
-KI67 = Covariate(
-    name="ki67_index",
-    label="Ki-67 index",
-    required=True,
-    help="Ki-67 proliferation index.",
-    kind=NUMERIC,
-    unit="%",
-    minimum=0.0,
-    maximum=100.0,
-)
 
 
 @pytest.fixture
