@@ -214,34 +214,26 @@ def test_auto_chooses_the_method_the_data_call_for(scenario, base_dir, tmp_path)
             assert update["calibration_slope"] == pytest.approx(0.5, abs=0.1)
 
 
+def update_command(base_dir: Path, csv: Path, out: Path, method: str) -> subprocess.CompletedProcess:
+    """``python -m training update`` as a user runs it, with no served model to compare against."""
+    return subprocess.run(
+        [sys.executable, "-m", "training", "update", "--base", str(base_dir), "--data", str(csv), "--out", str(out)]
+        + ["--method", method],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "CALCULATOR_MODEL_DIR": "/nonexistent/current"},
+    )
+
+
 def test_update_command_writes_a_version_naming_its_base(base_dir, tmp_path):
     """End to end: the recalibrated model (asked for) is g x the base's coefficients with the baseline at them, the
     card names the base in ``update`` and in the changelog, and ``original`` serves the base's arrays unchanged."""
     csv = tmp_path / "new.csv"
     generate(NEW_N, 203, coef_factor=0.5).to_csv(csv, index=False)
-    env = {**os.environ, "CALCULATOR_MODEL_DIR": "/nonexistent/current"}
     out = tmp_path / "recalibrated"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training",
-            "update",
-            "--base",
-            str(base_dir),
-            "--data",
-            str(csv),
-            "--out",
-            str(out),
-            "--method",
-            "recalibration",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+    done = update_command(base_dir, csv, out, "recalibration")
     assert done.returncode == 0, done.stderr
     assert "refit vs recalibration" in done.stdout and "method: recalibration (asked for (--method))" in done.stdout
     base, model = load_model(base_dir), load_model(out)
@@ -267,27 +259,7 @@ def test_update_command_writes_a_version_naming_its_base(base_dir, tmp_path):
         rows = card["endpoints"][endpoint]["multivariate"]
         np.testing.assert_allclose([r["se"] for r in rows], np.sqrt(np.diag(ep.covariance)), rtol=1e-12)
 
-    kept = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training",
-            "update",
-            "--base",
-            str(base_dir),
-            "--data",
-            str(csv),
-            "--out",
-            str(tmp_path / "original"),
-            "--method",
-            "original",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+    kept = update_command(base_dir, csv, tmp_path / "original", "original")
     assert kept.returncode == 0, kept.stderr
     same = load_model(tmp_path / "original")
     rebased = load_model(pipeline.update_registry(base_dir, load_registry(str(csv)), tmp_path / "b", method="baseline"))
