@@ -64,10 +64,6 @@ def _check() -> None:
 _check()
 
 
-def option_label(option: str) -> str:
-    return MODALITY.label_of(option)
-
-
 def join(items: list[str] | tuple[str, ...], conjunction: str = "and") -> str:
     """'a, b and c', for sentences."""
     return f"{', '.join(items[:-1])} {conjunction} {items[-1]}" if len(items) > 1 else "".join(items)
@@ -167,13 +163,3 @@ def design_matrix(columns: Columns, terms: list[str]) -> np.ndarray:
         # Rows at every level the term names (a term has at least one part).
         out.append(functools.reduce(operator.and_, (col(name) == level for name, level in parts.items())))
     return np.column_stack(out).astype(float) if out else np.zeros((0, 0))
-
-
-# Tumor burden's percentage bins, by name for the registry's messages.
-BURDEN_PCT_EDGES = BY_NAME["tumor_burden"].alternative.edges if BY_NAME["tumor_burden"].alternative else ()
-
-
-def bin_tumor_burden(pct: float) -> str | None:
-    """Bin a percentage of liver volume into a burden category (None if outside 0-100)."""
-    alternative = BY_NAME["tumor_burden"].alternative
-    return alternative.level(pct) if alternative else None
