@@ -15,10 +15,10 @@ from flask import Blueprint, current_app, has_app_context, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from calculator import body_limit, provenance, rate_limit
+from calculator import body_limit, rate_limit
 from calculator.config import Config
 from calculator.model_store import ModelLoadError, get_model
-from prognosis import batch, notices, scoring
+from prognosis import batch, notices, provenance, scoring
 from prognosis.covariates import (
     COVARIATES,
     DEFAULT_HORIZONS_MONTHS,
@@ -314,19 +314,6 @@ def _json_body() -> tuple[Any, ResponseReturnValue | None]:
         return None, _errors(400, [_error("body", "malformed JSON (NaN, Infinity and duplicate keys are not allowed)")])
 
 
-def _with_provenance(result: dict, model: Model) -> dict:
-    """A model updated from a synthetic one that keeps its hazard ratios says so, as a synthetic model does
-    (scoring adds the synthetic notice for a synthetic model itself); an updated model names its base version."""
-    origin = provenance.provenance(model.card)
-    if origin.base_version:
-        result["model"]["base_version"] = origin.base_version
-    if origin.derived and origin.notice and origin.notice not in result["warnings"]:
-        warnings = result["warnings"]
-        at = warnings.index(notices.OBSERVATIONAL) if notices.OBSERVATIONAL in warnings else len(warnings)
-        warnings.insert(at, origin.notice)
-    return result
-
-
 def prediction_body(model: Model, patient: dict[str, str | None], options: Options) -> dict:
     """What ``POST /api/v1/predict`` answers for a valid request (also the API page's example)."""
     result = scoring.predict(
@@ -336,7 +323,7 @@ def prediction_body(model: Model, patient: dict[str, str | None], options: Optio
         conditional_on_months=options.conditional_on_months,
     )
     result["inputs"] = {cov.name: to_json_value(cov, result["inputs"][cov.name]) for cov in COVARIATES}
-    return _with_provenance(result, model)
+    return result
 
 
 @bp.post("/predict")

@@ -31,7 +31,7 @@ PLAIN_SYNTHETIC = (
     "This is a demonstration. The numbers come from made-up patients, built to match a published study, not from "
     "real patients' records. Do not use them to decide about treatment."
 )
-# For a model updated from the demonstration one that keeps its effects (calculator.provenance).
+# For a model updated from the demonstration one that keeps its effects (prognosis.provenance).
 PLAIN_SYNTHETIC_DERIVED = (
     "This is a demonstration. The numbers were adjusted to real patients' records, but how much each detail matters "
     "still comes from made-up patients, built to match a published study. Do not use them to decide about "

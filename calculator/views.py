@@ -10,11 +10,11 @@ from typing import Any
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from calculator import api, api_docs, charts, patient_view, provenance
+from calculator import api, api_docs, charts, patient_view
 from calculator.errors import error_response
 from calculator.forms import CONDITION, PatientForm, number_text, unit_of, with_unit
 from calculator.model_store import ModelLoadError, get_model
-from prognosis import notices, scoring
+from prognosis import notices, provenance, scoring
 from prognosis.covariates import (
     BY_NAME,
     COVARIATES,
@@ -345,12 +345,7 @@ def sorted_warnings(prediction: dict, model: Model) -> dict[str, list[str]]:
     The observational caveat and the synthetic notice are left out: the page shows them in its caveat and its
     banner, which every page of a synthetic (or synthetic-derived) model carries.
     """
-    shown_elsewhere = {notices.OBSERVATIONAL}
-    origin = provenance.provenance(model.card)
-    if origin.synthetic:
-        shown_elsewhere.add(notices.synthetic_notice(model.evidence_patients))
-    if origin.notice:
-        shown_elsewhere.add(origin.notice)
+    shown_elsewhere = {notices.OBSERVATIONAL, provenance.provenance(model.card).notice}
     warnings = [w for w in prediction["warnings"] if w not in shown_elsewhere]
     # scoring's few_similar says whether there is such a warning; it is the one that begins with its heading.
     few = [w for w in warnings if w.startswith(FEW_SIMILAR_WARNING)] if few_similar(prediction) else []

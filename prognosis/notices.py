@@ -59,7 +59,7 @@ def patients_text(count: int) -> str:
 
 def patient_warnings(
     *,
-    data_source: str,
+    notice: str | None,
     evidence_patients: int | None,
     grade: str,
     similar: Mapping[str, int],
@@ -68,12 +68,12 @@ def patient_warnings(
 ) -> list[str]:
     """What a prediction for this patient must say about the data behind it, in the order a response shows it.
 
-    ``similar`` counts the training patients of the patient's grade per option (the smallest over endpoints),
-    ``unknown`` the optional inputs averaged over, ``unused`` the given inputs the model does not use.
+    ``notice`` is the model's provenance notice (``prognosis.provenance``: a synthetic model, or one updated from it
+    that keeps its hazard ratios; None for registry evidence), ``similar`` counts the training patients of the
+    patient's grade per option (the smallest over endpoints), ``unknown`` the optional inputs averaged over,
+    ``unused`` the given inputs the model does not use.
     """
-    warnings = []
-    if data_source == "synthetic":
-        warnings.append(synthetic_notice(evidence_patients))
+    warnings = [notice] if notice else []
     warnings.append(OBSERVATIONAL)
     few = [option for option, count in similar.items() if count < FEW_SIMILAR_PATIENTS]
     if few:

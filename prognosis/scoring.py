@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prognosis import covariates, medians, mixture, notices, rmst
+from prognosis import covariates, medians, mixture, notices, provenance, rmst
 from prognosis.model import Model
 from prognosis.normal import Z_95
 from prognosis.prepared import Prepared, prepare, prepared
@@ -444,8 +444,9 @@ def predict(
             "Restricted mean survival time is not given for a conditional prediction: it counts time "
             f"from the embolotherapy, including the first {_months(months)} already survived."
         )
+    origin = provenance.provenance(model.card)
     warnings += notices.patient_warnings(
-        data_source=model.data_source,
+        notice=origin.notice,
         evidence_patients=model.evidence_patients,
         grade=grade,
         similar=similar,
@@ -465,6 +466,7 @@ def predict(
             "sha256": model.sha256,
             "data_source": model.data_source,
             "created_at": model.created_at,
+            **({"base_version": origin.base_version} if origin.base_version else {}),
         },
         "inputs": clean,
         "unknown": unknown,

@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from prognosis import covariates, notices
+from prognosis import covariates, notices, provenance
 from prognosis.model import EndpointModel, Model, UnknownsModel
 from prognosis.normal import Z_95
 
@@ -353,7 +353,7 @@ def predict(
     unknown = [name for name in in_model if clean[name] is None]
     unused = [name for name in covariates.OPTIONAL if name not in in_model and clean[name] is not None]
     warnings += notices.patient_warnings(
-        data_source=model.data_source,
+        notice=provenance.provenance(model.card).notice,
         evidence_patients=model.evidence_patients,
         grade=grade,
         similar=similar,

@@ -12,8 +12,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from calculator import card_figures, create_app, patient_view, provenance
-from prognosis import notices
+from calculator import card_figures, create_app, patient_view
+from prognosis import notices, provenance
 from prognosis.covariates import ENDPOINTS
 from registry import load_registry
 from tests.conftest import TEST_CONFIG, VALID_FORM
