@@ -479,23 +479,7 @@ def _few_similar(model: Model, patient: dict[str, str | None]) -> list[str]:
 
 def batch_warnings(model: Model, horizons: tuple[float, ...], months: float | None) -> list[str]:
     """What applies to every patient of a batch: where no value is given, the provenance and the caveat."""
-    warnings = []
-    for name, spec in ENDPOINTS.items():
-        last = model.endpoints[name].risk_sets.last_event_time
-        late = [h for h in horizons if h > last]
-        if late:
-            warnings.append(
-                f"{spec.label}: not estimable beyond {last:.1f} months (the last observed "
-                f"{spec.event_label}); no value is given at " + ", ".join(f"{h:g}" for h in late) + " months."
-            )
-    if months:
-        early = [h for h in horizons if h <= months]
-        if early:
-            warnings.append(
-                f"Conditional on {months:g} months without the event: no value is given at "
-                + ", ".join(f"{h:g}" for h in early)
-                + f" months, which are not after {months:g} months."
-            )
+    warnings = scoring.horizon_warnings(model, horizons, months)
     origin = provenance.provenance(model.card)
     if origin.notice:
         warnings.append(origin.notice)

@@ -391,6 +391,29 @@ def _endpoints(
     return predictions, _contrasts(res, landmarks_at, rmst_diff)
 
 
+def horizon_warnings(model: Model, horizons: Sequence[float], months: float | None) -> list[str]:
+    """Where no value is given: horizons past an endpoint's last event time and, conditional on ``months`` already
+    survived, horizons not after it (the same for every patient of a model)."""
+    warnings = []
+    for name, spec in covariates.ENDPOINTS.items():
+        last = model.endpoints[name].risk_sets.last_event_time
+        late = [h for h in horizons if h > last]
+        if late:
+            warnings.append(
+                f"{spec.label}: not estimable beyond {last:.1f} months (the last observed {spec.event_label}); no "
+                "value is given at " + ", ".join(f"{h:g}" for h in late) + " months."
+            )
+    early = [h for h in horizons if months is not None and h <= months]
+    if months is not None and early:
+        events = covariates.join([f"{spec.event_label} for {spec.short}" for spec in covariates.ENDPOINTS.values()])
+        warnings.append(
+            f"Conditional on the first {_months(months)} without the event ({events}): no value is given at "
+            + ", ".join(f"{h:g}" for h in early)
+            + f" months, which are not after {_months(months)}."
+        )
+    return warnings
+
+
 def predict(
     model: Model,
     patient: Mapping[str, str | None],
@@ -417,29 +440,15 @@ def predict(
     predictions = dict(zip(covariates.ENDPOINTS, per_endpoint, strict=True))
     contrasts = dict(zip(covariates.ENDPOINTS, per_contrast, strict=True))
     similar: dict[str, int] = {}
-    warnings = []
-    for ep, spec in zip(prep.endpoints, covariates.ENDPOINTS.values(), strict=True):
+    for ep in prep.endpoints:
         for option in covariates.OPTIONS:
             count = ep.cohort.grade_modality[grade][option]  # type: ignore[attr-defined]
             similar[option] = min(similar.get(option, count), count)
-        late = [h for h in horizons if h > ep.last_time]
-        if late:
-            warnings.append(
-                f"{spec.label}: not estimable beyond {ep.last_time:.1f} months (the last "
-                f"observed {spec.event_label}); no value is given at " + ", ".join(f"{h:g}" for h in late) + " months."
-            )
     in_model = next(iter(model.endpoints.values())).cohort.unknowns.names
     unknown = [name for name in in_model if clean[name] is None]
     unused = [name for name in covariates.OPTIONAL if name not in in_model and clean[name] is not None]
+    warnings = horizon_warnings(model, horizons, months)
     if months is not None:
-        events = covariates.join([f"{spec.event_label} for {spec.short}" for spec in covariates.ENDPOINTS.values()])
-        early = [h for h in horizons if h <= months]
-        if early:
-            warnings.append(
-                f"Conditional on the first {_months(months)} without the event ({events}): no value is "
-                "given at " + ", ".join(f"{h:g}" for h in early) + " months, which are not after "
-                f"{_months(months)}."
-            )
         warnings.append(
             "Restricted mean survival time is not given for a conditional prediction: it counts time "
             f"from the embolotherapy, including the first {_months(months)} already survived."
