@@ -466,17 +466,6 @@ def _scored_option(scored: batch.BatchResult, row: int, stem: str, horizons: tup
     return {"median_months": median, "landmarks": landmarks}
 
 
-def _few_similar(model: Model, patient: dict[str, str | None]) -> list[str]:
-    """The options whose estimates rest on few patients like this one (as scoring counts them)."""
-    level = patient[MODALITY_WITHIN.name]
-    return [
-        option
-        for option in OPTIONS
-        if min(model.endpoints[name].cohort.grade_modality[level][option] for name in ENDPOINTS)  # type: ignore[index]
-        < notices.FEW_SIMILAR_PATIENTS
-    ]
-
-
 def batch_warnings(model: Model, horizons: tuple[float, ...], months: float | None) -> list[str]:
     """What applies to every patient of a batch: where no value is given, the provenance and the caveat."""
     warnings = scoring.horizon_warnings(model, horizons, months)
@@ -511,7 +500,7 @@ def batch_body(model: Model, parsed: BatchRequest) -> dict:
                 for name in ENDPOINTS
             },
             "unknown": [n for n in in_model if patient[n] is None],
-            "few_similar": _few_similar(model, patient),
+            "few_similar": notices.few_similar(scoring.similar_patients(model, str(patient[MODALITY_WITHIN.name]))),
         }
     condition = (
         None

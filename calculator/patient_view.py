@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from prognosis import notices
 from prognosis.covariates import DEFAULT_HORIZONS_MONTHS, ENDPOINTS, MODALITY, OPTIONS, Endpoint, options_text
 
 # The horizons a patient can choose: the default landmarks that are whole years (1, 2, 3 and 5 years).
@@ -231,11 +230,7 @@ def patient_view(prediction: Mapping, years: int) -> list[EndpointView]:
     """Each endpoint's options at ``years`` (one of HORIZON_YEARS), from a prediction at the default horizons
     (conditional or not: its ``condition`` says)."""
     months = 12.0 * years
-    few = (
-        set(prediction["few_similar"])
-        if "few_similar" in prediction
-        else {option for option, n in prediction["similar_patients"].items() if n < notices.FEW_SIMILAR_PATIENTS}
-    )
+    few = set(prediction["few_similar"])
     conditions = condition_months(prediction)
     views = []
     for name, endpoint in ENDPOINTS.items():

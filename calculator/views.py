@@ -120,7 +120,7 @@ def result() -> ResponseReturnValue:
         sentences=sentences(prediction, at),
         difference_sentences=difference_sentences(prediction, at),
         warnings=sorted_warnings(prediction, model),
-        few_similar=few_similar(prediction),
+        few_similar=prediction["few_similar"],
         similar=similar_text(prediction, model),
         inputs=described_inputs(form, prediction),
         condition=condition_of(prediction),
@@ -332,13 +332,6 @@ def data_table(curves: dict[str, dict]) -> list[tuple[float, list[dict]]]:
     return rows
 
 
-def few_similar(prediction: dict) -> list[str]:
-    """The options whose estimates rest on few patients like this one (scoring's ``few_similar``)."""
-    if "few_similar" in prediction:
-        return list(prediction["few_similar"])
-    return [option for option, count in prediction["similar_patients"].items() if count < notices.FEW_SIMILAR_PATIENTS]
-
-
 def sorted_warnings(prediction: dict, model: Model) -> dict[str, list[str]]:
     """Scoring's warnings by where the page shows them: ``few`` prominently at the top, ``other`` in the list.
 
@@ -348,7 +341,7 @@ def sorted_warnings(prediction: dict, model: Model) -> dict[str, list[str]]:
     shown_elsewhere = {notices.OBSERVATIONAL, provenance.provenance(model.card).notice}
     warnings = [w for w in prediction["warnings"] if w not in shown_elsewhere]
     # scoring's few_similar says whether there is such a warning; it is the one that begins with its heading.
-    few = [w for w in warnings if w.startswith(FEW_SIMILAR_WARNING)] if few_similar(prediction) else []
+    few = [w for w in warnings if w.startswith(FEW_SIMILAR_WARNING)] if prediction["few_similar"] else []
     # Under a heading of its own, the warning goes without its first words.
     headed = [_capitalized(w.removeprefix(FEW_SIMILAR_WARNING).lstrip(": ")) for w in few]
     return {"few": headed, "other": [w for w in warnings if w not in few]}

@@ -57,6 +57,12 @@ def patients_text(count: int) -> str:
     return f"fewer than {SMALLEST_SHOWN}" if count < SMALLEST_SHOWN else f"{count}"
 
 
+def few_similar(similar: Mapping[str, int]) -> list[str]:
+    """The options whose estimates rest on few patients like this one: ``similar`` (option -> count) below
+    FEW_SIMILAR_PATIENTS."""
+    return [option for option, count in similar.items() if count < FEW_SIMILAR_PATIENTS]
+
+
 def patient_warnings(
     *,
     notice: str | None,
@@ -75,7 +81,7 @@ def patient_warnings(
     """
     warnings = [notice] if notice else []
     warnings.append(OBSERVATIONAL)
-    few = [option for option, count in similar.items() if count < FEW_SIMILAR_PATIENTS]
+    few = few_similar(similar)
     if few:
         within = covariates.MODALITY_WITHIN.label_of(grade).lower()
         counts = covariates.join([f"{patients_text(similar[o])} received {o}" for o in few])

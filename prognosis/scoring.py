@@ -391,6 +391,13 @@ def _endpoints(
     return predictions, _contrasts(res, landmarks_at, rmst_diff)
 
 
+def similar_patients(model: Model, grade: str) -> dict[str, int]:
+    """Per option, the training patients with the patient's level of MODALITY_WITHIN who received it (the smallest
+    count over the endpoints; at the evidence's scale for a synthetic model)."""
+    cohorts = [model.endpoints[name].cohort.grade_modality[grade] for name in covariates.ENDPOINTS]
+    return {option: min(cohort[option] for cohort in cohorts) for option in covariates.OPTIONS}
+
+
 def horizon_warnings(model: Model, horizons: Sequence[float], months: float | None) -> list[str]:
     """Where no value is given: horizons past an endpoint's last event time and, conditional on ``months`` already
     survived, horizons not after it (the same for every patient of a model)."""
@@ -439,11 +446,7 @@ def predict(
     per_endpoint, per_contrast = _endpoints(prep, clean, horizons, table_months, months)
     predictions = dict(zip(covariates.ENDPOINTS, per_endpoint, strict=True))
     contrasts = dict(zip(covariates.ENDPOINTS, per_contrast, strict=True))
-    similar: dict[str, int] = {}
-    for ep in prep.endpoints:
-        for option in covariates.OPTIONS:
-            count = ep.cohort.grade_modality[grade][option]  # type: ignore[attr-defined]
-            similar[option] = min(similar.get(option, count), count)
+    similar = similar_patients(model, grade)
     in_model = next(iter(model.endpoints.values())).cohort.unknowns.names
     unknown = [name for name in in_model if clean[name] is None]
     unused = [name for name in covariates.OPTIONAL if name not in in_model and clean[name] is not None]
@@ -483,6 +486,6 @@ def predict(
         "predictions": predictions,
         "contrasts": contrasts,
         "similar_patients": similar,
-        "few_similar": [o for o, count in similar.items() if count < notices.FEW_SIMILAR_PATIENTS],
+        "few_similar": notices.few_similar(similar),
         "warnings": warnings,
     }
