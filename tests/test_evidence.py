@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,29 @@ def test_synthetic_variances_equal_r_with_case_weights(synthetic_r_model):
             theirs = curves[(curves.endpoint == endpoint) & (curves.patient == i)]
             for key, column in (("survival", "surv"), ("ci_lower", "lower"), ("ci_upper", "upper")):
                 np.testing.assert_allclose([lm[key] for lm in ours], theirs[column], rtol=1e-8)
+
+
+def test_univariate_tables_are_scaled_like_lifelines_with_case_weights(synthetic_r_model):
+    """The card's univariate rows of a synthetic model: lifelines' Efron fit of the same covariate with case weights
+    184 / N (its naive variance, not the robust one) gives the same coefficients and standard errors (1e-5)."""
+    from lifelines import CoxPHFitter
+    from lifelines.exceptions import StatisticalWarning
+
+    frame = pd.read_csv(DATA / "r_reference_registry.csv")
+    frame = frame.astype(dict.fromkeys(covariates.BY_NAME, str) | {"modality": str})
+    weight = EVIDENCE / len(frame)
+    for endpoint, spec in covariates.ENDPOINTS.items():
+        rows = {r["term"]: r for r in synthetic_r_model.card["endpoints"][endpoint]["univariate"]}
+        for name in ("who_grade", "tumor_burden", "prior_resection_ablation"):
+            terms = covariates.covariate_terms(covariates.BY_NAME[name])
+            data = pd.DataFrame(covariates.design_matrix(frame, terms), columns=terms)
+            data["T"], data["E"], data["w"] = frame[spec.time], frame[spec.event], weight
+            with warnings.catch_warnings():  # the naive variance of fractional weights is the point here
+                warnings.simplefilter("ignore", StatisticalWarning)
+                fit = CoxPHFitter().fit(data, "T", "E", weights_col="w", robust=False)
+            for term in terms:
+                assert rows[term]["coef"] == pytest.approx(fit.params_[term], rel=1e-5)
+                assert rows[term]["se"] == pytest.approx(fit.standard_errors_[term], rel=1e-5)
 
 
 def test_a_registry_model_is_never_scaled(tmp_path):
