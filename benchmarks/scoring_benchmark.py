@@ -6,8 +6,9 @@ unknown. Three implementations on the same patients, one BLAS thread (as each gu
 
 - the full computation, kept as the tests' oracle (``tests/scoring_oracle.py``: every averaged curve at every event
   time; scoring as it was before issue 11), timed alternately with the current one in this process;
-- the previous sparse evaluation (``prognosis`` at ``BENCH_SCORING_BEFORE``, default ``BEFORE``: per endpoint, with
-  per-option and per-gap work), read from git into a temporary directory and timed in a child process;
+- the previous revision (``prognosis`` at ``BENCH_SCORING_BEFORE``, default ``BEFORE``: the last before a patient
+  with every optional input unknown read its mixture's grid evaluation from per-combination tables), read from git
+  into a temporary directory and timed in a child process;
 - the current one (``prognosis.scoring``: every endpoint and option at once).
 
 Targets (issue 11): every optional input unknown <= 2 ms; aim <= 0.7 ms for every kind.
@@ -38,8 +39,8 @@ from tests import scoring_oracle
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "model_artifacts" / "current"
 PATIENTS = int(os.environ.get("BENCH_SCORING_PATIENTS", 300))  # per kind
-# The sparse, per-endpoint evaluation this replaced (the last revision of prognosis/ before the lean rewrite).
-BEFORE = os.environ.get("BENCH_SCORING_BEFORE", "e51a6ff")
+# The last revision of prognosis/ before the every-unknown tables (``prognosis.scoring.every_unknown``).
+BEFORE = os.environ.get("BENCH_SCORING_BEFORE", "87033b4")
 KINDS = {
     "every optional input known": "known",
     "some unknown (each with probability 1/2)": "some",
@@ -158,10 +159,11 @@ def run(report: list[str]) -> None:
         + f", {len(prep.pattern_codes)} patterns of the optional inputs. Per-model precomputation "
         f"(`prognosis.scoring.prepare`, at load): {prepare_s:.2f} s, {prep.nbytes() / 2**20:.1f} MB (grids and gap "
         f"constants; per combination of the required inputs ({len(prep.combinations)}) the components, their survival "
-        f"on the grid and their RMST tables). One BLAS thread; varied patients ({PATIENTS} per kind, the same for "
+        f"on the grid, their RMST tables and the every-unknown mixture evaluated on the grid and where its medians "
+        f"can be). One BLAS thread; varied patients ({PATIENTS} per kind, the same for "
         f"each implementation, default horizons). Full computation: `tests/scoring_oracle.py` (before issue 11), timed "
-        f"alternately with the current one; previous: `prognosis` at `{BEFORE}` (sparse, per endpoint), in a child "
-        "process. Targets: every optional input unknown <= 2 ms; aim <= 0.7 ms for every kind.",
+        f"alternately with the current one; previous: `prognosis` at `{BEFORE}` (before the every-unknown "
+        "tables), in a child process. Targets: every optional input unknown <= 2 ms; aim <= 0.7 ms for every kind.",
         "",
         "| patients | full median (ms) | full p90 | previous median (ms) | previous p90 | now median (ms) | now p90 "
         "| full / now | previous / now |",
@@ -186,8 +188,10 @@ def run(report: list[str]) -> None:
         "Every endpoint and option is evaluated at once, in a fixed number of array operations whatever the number "
         "of patterns of the unknowns: on the model's grid (the components' survival there precomputed), then, in one "
         "batched evaluation, the times read off the grid and the event times where a median or its limits can be "
-        '(docs/methods.md, "How scoring computes only what the answer needs"). Rerun: '
-        "`.venv/bin/python -m benchmarks.scoring_benchmark`.",
+        '(docs/methods.md, "How scoring computes only what the answer needs"). With every optional input unknown '
+        "the mixture depends on the required inputs alone, so those evaluations are made once per combination at "
+        "load and read per request; the rest of the answer (reads, RMST, differences, the returned curves) is "
+        "computed per request. Rerun: `.venv/bin/python -m benchmarks.scoring_benchmark`.",
         "",
     ]
 

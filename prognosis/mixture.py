@@ -56,16 +56,19 @@ def mixture(prep: Prepared, patient: dict[str, str | None]) -> Mixture:
     P(pattern | known inputs) (a softmax of each chain's log-probabilities over them), under each option."""
     comb = prep.combination(patient)
     which = prep.patterns_of(patient)
-    if which is None:  # every optional input unknown: the combination's own weights
-        return Mixture(
-            prep, comb, None, comb.weights, comb.r, comb.columns, comb.weighted, comb.grid_survival, comb.spread
-        )
+    if which is None:
+        return every_unknown(prep, comb)
     log_w, r, columns = comb.log_joint[:, which], comb.r[..., which], comb.columns[..., which]
     table = None if comb.grid_survival is None else comb.grid_survival[:, :, which]
     weights = np.exp(log_w - log_w.max(axis=1, keepdims=True))
     weights /= weights.sum(axis=1, keepdims=True)
     spread = r.max(axis=2, keepdims=True) - r.min(axis=2, keepdims=True)
     return Mixture(prep, comb, which, weights, r, columns, columns * weights[:, None, None, :], table, spread)
+
+
+def every_unknown(prep: Prepared, comb: Combination) -> Mixture:
+    """The mixture of a patient with every optional input unknown: the combination's own weights."""
+    return Mixture(prep, comb, None, comb.weights, comb.r, comb.columns, comb.weighted, comb.grid_survival, comb.spread)
 
 
 @dataclass(frozen=True, eq=False)
@@ -183,6 +186,11 @@ class Curve:
     bands: np.ndarray
     var: np.ndarray
     q_vs: np.ndarray | None = None
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [*vars(self.values).values(), self.bands, self.var, self.q_vs]
+        return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
 
 
 def curve(mix: Mixture, values: Values, base: Base) -> Curve:

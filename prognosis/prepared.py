@@ -14,7 +14,9 @@ computed here:
 - per **combination** of the inputs the terms and the unknowns model read besides the patterns (the required inputs:
   24 for the shipped definitions), a ``Combination``: every (endpoint, option, pattern) component's hazard ratio and
   moment columns and the chains' log-probabilities of the patterns; when the combinations can be enumerated (no
-  numeric input), also the components' survival on the grid and their RMST tables at the default horizon.
+  numeric input), also the components' survival on the grid and their RMST tables at the default horizon, and
+  (``every_unknown``, built by ``prognosis.scoring``) the mixture of a patient with every optional input unknown,
+  which depends on the combination alone, evaluated on the grid and where its medians can be.
 
 Every endpoint of a model has the same terms and the same optional inputs averaged over (``training.pipeline`` fits
 them so); a model term is either a pattern term (it reads only those optional inputs) or a base term (it reads none
@@ -23,7 +25,8 @@ terms under option o plus pattern k's terms.
 
 Memory, shipped model (2 endpoints, ~2,000 and ~2,700 event times, grids of ~315, 19 terms, 64 patterns, 24
 combinations): ~2.7 MB of padded per-event-time arrays, grids and gap constants; per combination ~0.9 MB of grid
-survival (2 x 3 x 64 x grid), ~0.6 MB of RMST tables and ~0.2 MB of components: ~45 MB in all (``Prepared.nbytes``).
+survival (2 x 3 x 64 x grid), ~0.6 MB of RMST tables, ~0.5 MB of the every-unknown mixture evaluated and ~0.2 MB
+of components: ~60 MB in all (``Prepared.nbytes``).
 ``GRID_TABLE_BUDGET`` and ``RMST_TABLE_BUDGET`` cap the tables; a combination beyond them, or not enumerable, computes
 the same numbers per request.
 """
@@ -36,11 +39,15 @@ import threading
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from prognosis import covariates
 from prognosis.model import EndpointModel, Model
+
+if TYPE_CHECKING:
+    from prognosis.scoring import Evaluated
 
 # The grid: every event time that starts a new month, the steps in force at the default horizons, and enough others
 # that no patient's curve can fall by more than this between consecutive grid points (so the returned curves,
@@ -281,8 +288,20 @@ class Prepared:
     enumerable: bool  # every base input required and categorical: the combinations can be listed, tables kept
     combinations: dict[tuple, Combination] = field(default_factory=dict)
     compatible: dict[tuple, np.ndarray | None] = field(default_factory=dict)
+    # Per combination, the mixture of a patient with every optional input unknown, evaluated (``prognosis.scoring``).
+    every_unknown: dict[Combination, Evaluated] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     table_bytes: dict[str, int] = field(default_factory=lambda: {"grid": 0, "rmst": 0})
+
+    def reserve(self, kind: str, nbytes: int) -> bool:
+        """Whether a table of ``nbytes`` fits the model's budget for ``kind`` ("grid" or "rmst"); if so it is
+        counted."""
+        budget = GRID_TABLE_BUDGET if kind == "grid" else RMST_TABLE_BUDGET
+        with self.lock:
+            if self.table_bytes[kind] + nbytes > budget:
+                return False
+            self.table_bytes[kind] += nbytes
+            return True
 
     def rows(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """H, vc and g at event indices ``idx`` (endpoints, n), each (endpoints, 1, n)."""
@@ -323,7 +342,8 @@ class Prepared:
         arrays += [self.grid, self.grid_times, self.grid_kept, self.grid_valid, self.grid_pos, self.inside]
         arrays += [self.inside_gap, *self.grid_rows, *vars(self.gaps).values()]
         arrays += [a for ep in self.endpoints for a in (ep.times, ep.hc, ep.vc, ep.xc, ep.grid)]
-        return sum(a.nbytes for a in arrays) + sum(c.nbytes for c in self.combinations.values())
+        tables = sum(c.nbytes for c in self.combinations.values()) + sum(e.nbytes for e in self.every_unknown.values())
+        return sum(a.nbytes for a in arrays) + tables
 
 
 def _combination(prep: Prepared, patient: Mapping[str, str | None]) -> Combination:
@@ -343,18 +363,14 @@ def _combination(prep: Prepared, patient: Mapping[str, str | None]) -> Combinati
     grid_survival = rmst = None
     if prep.enumerable:
         survival = np.exp(r[..., None] * -prep.grid_rows[0][:, :, None, :])
-        with prep.lock:
-            if prep.table_bytes["grid"] + survival.nbytes <= GRID_TABLE_BUDGET:
-                prep.table_bytes["grid"] += survival.nbytes
-                grid_survival = survival
+        if prep.reserve("grid", survival.nbytes):
+            grid_survival = survival
         if all(ep.rmst_tau is not None for ep in prep.endpoints):
             from prognosis.rmst import table  # the tables are built by the code that reads them
 
             built = table(prep, z, r)
-            with prep.lock:
-                if prep.table_bytes["rmst"] + built.nbytes <= RMST_TABLE_BUDGET:
-                    prep.table_bytes["rmst"] += built.nbytes
-                    rmst = built
+            if prep.reserve("rmst", built.nbytes):
+                rmst = built
     log_joint = np.stack([chain.log_joint(patient) for chain in prep.chains])
     weights = np.exp(log_joint - log_joint.max(axis=1, keepdims=True))
     weights /= weights.sum(axis=1, keepdims=True)
@@ -611,6 +627,8 @@ def prepare(model: Model) -> Prepared:
     bounds and, when the base inputs can be enumerated, every combination's components and tables."""
     prep = prepared(model)
     if prep.enumerable:
+        from prognosis.scoring import every_unknown  # the tables are built by the code that reads them
+
         for combo in itertools.product(*(covariates.BY_NAME[n].levels for n in prep.base_names)):
-            prep.combination(dict(zip(prep.base_names, combo, strict=True)))
+            every_unknown(prep, prep.combination(dict(zip(prep.base_names, combo, strict=True))))
     return prep

@@ -21,7 +21,9 @@ covariance of S(t) and S(s) kept (``conditional_on_months``).
 This module writes the response. The numbers come from the patient's mixture evaluated, every option at once, only
 at the event times the answer needs (``prognosis.mixture``): the model's grid, the times read and where the medians
 can be (``prognosis.medians``), RMST from per-model tables (``prognosis.rmst``); per-model constants are computed at
-load (``prepare(model)``, ``prognosis.prepared``). Every number equals the full computation (tests/scoring_oracle.py).
+load (``prepare(model)``, ``prognosis.prepared``), among them the mixture of a patient with every optional input
+unknown, per combination of the required inputs (``every_unknown``). Every number equals the full computation
+(tests/scoring_oracle.py).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import numpy as np
 from prognosis import covariates, medians, mixture, notices, provenance, rmst
 from prognosis.model import Model
 from prognosis.normal import Z_95
-from prognosis.prepared import Prepared, prepare, prepared
+from prognosis.prepared import Combination, Prepared, prepare, prepared
 
 __all__ = ["condition_text", "check_condition", "predict", "prepare", "score", "validate_patient"]
 
@@ -173,6 +175,45 @@ class Scored:
         ]
 
 
+@dataclass(frozen=True, eq=False)
+class Evaluated:
+    """A mixture's (conditional) curve on the grid, the event indices off it where a median or one of its limits can
+    be (``gaps``: (endpoints, n), sorted, padded with the sentinel; ``prognosis.medians``) and the curve at them
+    (None: there are none)."""
+
+    grid: mixture.Curve
+    gaps: np.ndarray
+    at_gaps: mixture.Curve | None
+
+    @property
+    def nbytes(self) -> int:
+        return self.grid.nbytes + self.gaps.nbytes + (self.at_gaps.nbytes if self.at_gaps is not None else 0)
+
+
+def evaluated(mix: mixture.Mixture, base: mixture.Base) -> Evaluated:
+    """The mixture on the grid, where its medians can be, and the mixture there."""
+    grid = mixture.curve(mix, mixture.evaluate(mix), base)
+    gaps = medians.gap_points(mix, grid, base)
+    there = None
+    if (gaps < mix.prep.sentinel).any():
+        there = mixture.curve(mix, mixture.evaluate(mix, gaps), base)
+    return Evaluated(grid, gaps, there)
+
+
+def every_unknown(prep: Prepared, comb: Combination) -> Evaluated | None:
+    """For a patient with every optional input unknown, unconditional, the mixture depends on the required inputs
+    only: its ``Evaluated`` is computed once per combination (at load, ``prepare``) and kept with the model's tables
+    (within ``prognosis.prepared.GRID_TABLE_BUDGET``; over it, computed per request). None: the model keeps no
+    tables for it (a numeric input), and scoring evaluates the patient's mixture as any other."""
+    found = prep.every_unknown.get(comb)
+    if found is None and prep.enumerable and comb.grid_survival is not None:
+        mix = mixture.every_unknown(prep, comb)
+        found = evaluated(mix, mixture.base_at(mix, None))
+        if prep.reserve("grid", found.nbytes):
+            prep.every_unknown[comb] = found
+    return found
+
+
 def score(
     prep: Prepared, patient: dict[str, str | None], read_at: Sequence[float] = (), months: float | None = None
 ) -> Scored:
@@ -184,7 +225,8 @@ def score(
     if months is not None:
         index = np.array([np.searchsorted(ep.times, months, side="right") - 1 for ep in prep.endpoints])
     base = mixture.base_at(mix, index)
-    grid = mixture.curve(mix, mixture.evaluate(mix), base)
+    kept = every_unknown(prep, mix.comb) if mix.which is None and index is None else None
+    grid = kept.grid if kept is not None else mixture.curve(mix, mixture.evaluate(mix), base)
     # The times read, per endpoint: the step in force at each (-1 before the first event time), whether given.
     read_months = [float(t) for t in read_at]
     t = np.asarray(read_months, dtype=float)
@@ -194,11 +236,15 @@ def score(
         given &= t > months
     # Those off the grid are evaluated beside the event times where a median can be (each once).
     off = given & (reads > base.after) & ~prep.on_grid.ravel()[reads + prep.offsets]
-    extra = np.sort(np.concatenate([medians.gap_points(mix, grid, base), np.where(off, reads, prep.sentinel)], axis=1))
-    extra[:, 1:][extra[:, 1:] == extra[:, :-1]] = prep.sentinel
     curves = [grid]
-    if (extra < prep.sentinel).any():
-        curves.append(mixture.curve(mix, mixture.evaluate(mix, extra), base))
+    if kept is not None and not off.any():
+        curves += [kept.at_gaps] if kept.at_gaps is not None else []
+    else:
+        gaps = kept.gaps if kept is not None else medians.gap_points(mix, grid, base)
+        extra = np.sort(np.concatenate([gaps, np.where(off, reads, prep.sentinel)], axis=1))
+        extra[:, 1:][extra[:, 1:] == extra[:, :-1]] = prep.sentinel
+        if (extra < prep.sentinel).any():
+            curves.append(mixture.curve(mix, mixture.evaluate(mix, extra), base))
     points = mixture.points(*curves)
     found = medians.first_at_or_below(points.idx, points.bands, base.after)
     # Each time's position among the points: one search over every endpoint's (offset to sort after the previous).

@@ -205,16 +205,35 @@ def load_model(directory: str | Path) -> Model:
 
 _lock = threading.Lock()
 _cache: dict[Path, Model] = {}
+# Per directory as given: the stat of the manifest it reaches and the model that was current then.
+_stamps: dict[str, tuple[tuple[int, int, int, int], Model]] = {}
 
 
 def cached_model(directory: str | Path) -> Model:
     """The model for ``directory``, loaded once per process and version (one version per directory in memory), with
     scoring's per-model constants computed as it loads (``prognosis.prepared.prepare``).
 
-    The key is the resolved directory and its manifest's digest (one small file read per call): a ``current`` link
-    switched by ``promote``, or a version whose card was re-validated in place, is picked up by the next call,
-    while a caller already holding the old model finishes on it.
+    The key is the resolved directory and its manifest's digest: a ``current`` link switched by ``promote``, or a
+    version whose card was re-validated in place, is picked up by the next call, while a caller already holding the
+    old model finishes on it. Each call stats the manifest through ``directory`` (a switched link reaches another
+    file; a rewritten manifest has a new inode, size or modification time) and resolves and hashes only when that
+    changed: one system call per request instead of a path resolution and a file read.
     """
+    try:
+        st = os.stat(Path(directory) / MANIFEST)
+    except OSError:
+        st = None
+    stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if st is not None else None
+    seen = _stamps.get(os.fspath(directory))
+    if seen is not None and seen[0] == stamp:
+        return seen[1]
+    model = _verified_model(directory)
+    if stamp is not None:
+        _stamps[os.fspath(directory)] = (stamp, model)
+    return model
+
+
+def _verified_model(directory: str | Path) -> Model:
     target = Path(directory).resolve()
     try:
         digest = sha256_file(target / MANIFEST)

@@ -383,7 +383,35 @@ def test_without_the_precomputed_tables_the_same_numbers(model_dir, monkeypatch)
     fresh = load_model(model_dir)  # its own constants, built under the budgets above
     prep = prepared_module.prepare(fresh)
     assert all(c.grid_survival is None and c.rmst is None for c in prep.combinations.values())
+    assert not prep.every_unknown
     check_against_oracle(fresh, np.random.default_rng(12), 18)
+
+
+def test_every_unknown_patients_read_their_combination_evaluated_at_load(model_dir, monkeypatch):
+    """``prepare`` evaluates, per combination of the required inputs, the mixture of a patient with every optional
+    input unknown (grid, gaps, the curve there); scoring such a patient at the default horizons then evaluates no
+    mixture and locates no gap, and its numbers are the full computation's (as in every test above); other horizons
+    off the grid are evaluated beside the kept gaps."""
+    fresh = load_model(model_dir)
+    prep = prepared_module.prepare(fresh)
+    assert prep.enumerable and set(prep.every_unknown) == set(prep.combinations.values())
+    assert prep.table_bytes["grid"] >= sum(e.nbytes for e in prep.every_unknown.values())
+    unknown = {c.name: None for c in covariates.COVARIATES if not c.required}
+    rng = np.random.default_rng(21)
+    patients = [{**random_patient(rng, "known"), **unknown} for _ in range(4)]
+    calls: list[tuple] = []
+    evaluate = mixture.evaluate
+    monkeypatch.setattr(mixture, "evaluate", lambda *a, **k: calls.append(a) or evaluate(*a, **k))
+    for patient in patients:
+        fast = scoring.predict(fresh, patient)
+        assert not calls, "an every-unknown patient at the default horizons evaluated its mixture per request"
+        assert_same(fast, oracle.predict(fresh, patient))
+    off_grid = (7.3, 25.9)
+    for patient in patients:
+        assert_same(
+            scoring.predict(fresh, patient, horizons=off_grid), oracle.predict(fresh, patient, horizons=off_grid)
+        )
+    assert calls, "times off the grid were evaluated per request"
 
 
 @pytest.mark.parametrize(
