@@ -74,8 +74,10 @@ class GunicornServer:
         env: dict[str, str] | None = None,
         log_path: str | Path | None = None,
         ready_timeout: float = 120.0,
+        app: str = "calculator:create_app()",
     ) -> None:
         self.port = free_port()
+        self.app = app
         self.workers = workers
         self.gunicorn = str(gunicorn or Path(sys.executable).parent / "gunicorn")
         self.cwd = Path(cwd)
@@ -95,7 +97,7 @@ class GunicornServer:
     def __enter__(self) -> GunicornServer:
         self._log = open(self.log_path, "w", encoding="utf-8")
         self.process = subprocess.Popen(
-            [self.gunicorn, "--config", "gunicorn.conf.py", "calculator:create_app()"],
+            [self.gunicorn, "--config", "gunicorn.conf.py", self.app],
             cwd=self.cwd,
             env=self.env,
             stdout=self._log,
