@@ -83,6 +83,27 @@ def test_univariate_tables_are_scaled_like_lifelines_with_case_weights(synthetic
                 assert rows[term]["se"] == pytest.approx(fit.standard_errors_[term], rel=1e-5)
 
 
+def test_the_imputed_path_scales_its_univariate_rows_as_the_complete_case_path():
+    """The univariate table of a multiply imputed registry (``retrain.univariate_rows``: one Wald table per
+    group, or Rubin's rules over the completed registries) is scaled as ``fit_endpoint``'s, which lifelines checks
+    above: on complete data, with M identical completions (no between-imputation variance), both branches give
+    the complete-case rows at the same variance scale (1e-9)."""
+    from training.fit import fit_endpoint
+    from training.retrain import EndpointData, endpoint_data, univariate_rows
+
+    registry = load_registry(str(DATA / "r_reference_registry.csv"))
+    scale = 200.0 / EVIDENCE
+    for endpoint in covariates.ENDPOINTS:
+        data = endpoint_data(registry, endpoint)
+        expected = fit_endpoint(data.frame, registry.optional, variance_scale=scale)["univariate"]
+        copies = EndpointData(endpoint, data.frame, [data.frame] * 3, imputed=True)
+        for rows in (univariate_rows(data, registry.optional, scale), univariate_rows(copies, registry.optional, scale)):
+            assert [r["term"] for r in rows] == [r["term"] for r in expected]
+            for got, want in zip(rows, expected, strict=True):
+                for key in ("coef", "se", "ci_lower", "ci_upper", "p_value"):
+                    assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-12), (endpoint, got["term"], key)
+
+
 def test_a_registry_model_is_never_scaled(tmp_path):
     """The same rows with registry ids: unweighted, as R's plain coxph (the r_reference values)."""
     registry = load_registry(str(DATA / "r_reference_registry.csv"))

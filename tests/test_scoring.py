@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from dataclasses import dataclass
@@ -505,6 +506,42 @@ def test_the_remainder_bounds_the_distance_from_the_segment(model):
                 assert np.all(distance <= reach[e, :, g : g + 1] * (1 + 1e-9) + 1e-12), (k, e, g)
                 moved = max(moved, float(distance.max()))
         assert moved > 0
+
+
+def test_the_curvature_term_bounds_how_far_f_bends_inside_a_gap(model):
+    """R's first term, (H(b) - H(a))²/8 max ||F''|| with F = Ã H and Ã = E_a[r (z - m)], bounds how far F bends
+    away from its chord (linear in H) inside every gap, F computed by brute force from the components at every
+    interior event time; R's other terms are set to zero, so the curvature term is checked alone (the data rarely
+    need it for the test above). With unknown inputs only: with every input known Ã is constant and F a line."""
+    prep = prepared(model)
+    flat = dataclasses.replace(prep.gaps, dy=np.zeros_like(prep.gaps.dy), y_a=np.zeros_like(prep.gaps.y_a))
+    rng = np.random.default_rng(17)
+    bent = 0.0
+    for k in range(4):
+        mix = mixture.mixture(prep, scoring.validate_patient(random_patient(rng, ("unknown", "some")[k % 2])))
+        bound = medians.remainder(
+            dataclasses.replace(mix, prep=dataclasses.replace(prep, gaps=flat)), mixture.evaluate(mix)
+        )
+        for e, ep in enumerate(prep.endpoints):
+
+            def f(i: np.ndarray, m: np.ndarray) -> np.ndarray:
+                """F at event indices i with the gap's centre m: (options, len(i), terms)."""
+                log_w = np.log(mix.weights[e])[None, :, None] - mix.r[e][..., None] * ep.hc[i]  # (options, K, n)
+                a = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+                a /= a.sum(axis=1, keepdims=True)
+                c = mix.r[e][..., None] * (mix.z - m)  # (options, K, terms)
+                return np.einsum("okn,okp->onp", a, c) * ep.hc[i][None, :, None]
+
+            for g in np.flatnonzero(prep.gaps.interior[e, 0]):
+                a, b = ep.grid[g], ep.grid[g + 1]
+                m = (ep.xc[b] - ep.xc[a]) / (ep.hc[b] - ep.hc[a])
+                ends, inner = f(np.array([a, b]), m), f(np.arange(a + 1, b), m)
+                lam = ((ep.hc[a + 1 : b] - ep.hc[a]) / (ep.hc[b] - ep.hc[a]))[None, :, None]
+                d = inner - ((1 - lam) * ends[:, :1] + lam * ends[:, 1:])
+                distance = np.sqrt(np.einsum("onp,pq,onq->on", d, ep.cov, d))
+                assert np.all(distance <= bound[e, :, g : g + 1] * (1 + 1e-9) + 1e-12), (k, e, g)
+                bent = max(bent, float(distance.max()))
+    assert bent > 1e-6, "no patient's F bent: the check above could not fail"
 
 
 def test_returned_curves_are_smooth_for_the_highest_risk_patient(model):
