@@ -97,7 +97,10 @@ def test_the_imputed_path_scales_its_univariate_rows_as_the_complete_case_path()
         data = endpoint_data(registry, endpoint)
         expected = fit_endpoint(data.frame, registry.optional, variance_scale=scale)["univariate"]
         copies = EndpointData(endpoint, data.frame, [data.frame] * 3, imputed=True)
-        for rows in (univariate_rows(data, registry.optional, scale), univariate_rows(copies, registry.optional, scale)):
+        for rows in (
+            univariate_rows(data, registry.optional, scale),
+            univariate_rows(copies, registry.optional, scale),
+        ):
             assert [r["term"] for r in rows] == [r["term"] for r in expected]
             for got, want in zip(rows, expected, strict=True):
                 for key in ("coef", "se", "ci_lower", "ci_upper", "p_value"):
