@@ -508,6 +508,17 @@ def test_the_remainder_bounds_the_distance_from_the_segment(model):
         assert moved > 0
 
 
+def bent_f(mix: mixture.Mixture, e: int, i: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """F = Ã H, Ã = E_a[r (z - m)], of endpoint e at event indices i, by brute force over the components:
+    (options, len(i), terms)."""
+    hc = mix.prep.endpoints[e].hc[i]
+    log_w = np.log(mix.weights[e])[None, :, None] - mix.r[e][..., None] * hc  # (options, K, n)
+    a = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+    a /= a.sum(axis=1, keepdims=True)
+    c = mix.r[e][..., None] * (mix.z - m)  # (options, K, terms)
+    return np.einsum("okn,okp->onp", a, c) * hc[None, :, None]
+
+
 def test_the_curvature_term_bounds_how_far_f_bends_inside_a_gap(model):
     """R's first term, (H(b) - H(a))²/8 max ||F''|| with F = Ã H and Ã = E_a[r (z - m)], bounds how far F bends
     away from its chord (linear in H) inside every gap, F computed by brute force from the components at every
@@ -523,19 +534,10 @@ def test_the_curvature_term_bounds_how_far_f_bends_inside_a_gap(model):
             dataclasses.replace(mix, prep=dataclasses.replace(prep, gaps=flat)), mixture.evaluate(mix)
         )
         for e, ep in enumerate(prep.endpoints):
-
-            def f(i: np.ndarray, m: np.ndarray) -> np.ndarray:
-                """F at event indices i with the gap's centre m: (options, len(i), terms)."""
-                log_w = np.log(mix.weights[e])[None, :, None] - mix.r[e][..., None] * ep.hc[i]  # (options, K, n)
-                a = np.exp(log_w - log_w.max(axis=1, keepdims=True))
-                a /= a.sum(axis=1, keepdims=True)
-                c = mix.r[e][..., None] * (mix.z - m)  # (options, K, terms)
-                return np.einsum("okn,okp->onp", a, c) * ep.hc[i][None, :, None]
-
             for g in np.flatnonzero(prep.gaps.interior[e, 0]):
                 a, b = ep.grid[g], ep.grid[g + 1]
                 m = (ep.xc[b] - ep.xc[a]) / (ep.hc[b] - ep.hc[a])
-                ends, inner = f(np.array([a, b]), m), f(np.arange(a + 1, b), m)
+                ends, inner = bent_f(mix, e, np.array([a, b]), m), bent_f(mix, e, np.arange(a + 1, b), m)
                 lam = ((ep.hc[a + 1 : b] - ep.hc[a]) / (ep.hc[b] - ep.hc[a]))[None, :, None]
                 d = inner - ((1 - lam) * ends[:, :1] + lam * ends[:, 1:])
                 distance = np.sqrt(np.einsum("onp,pq,onq->on", d, ep.cov, d))
