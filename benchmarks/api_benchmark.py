@@ -21,7 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.load_benchmark import API, GunicornServer, model_for_benchmarks, percentile, run_stamp
+from benchmarks.load_benchmark import (
+    API,
+    GunicornServer,
+    model_for_benchmarks,
+    percentile,
+    run_stamp,
+    update_testing_report,
+)
 from prognosis import covariates
 
 ROUNDS = int(os.environ.get("BENCH_API_ROUNDS", 1000))
@@ -195,6 +202,7 @@ def run(report_lines: list[str]) -> None:
         ]
     lines += ["Rerun: `.venv/bin/python -m benchmarks.api_benchmark` (`BENCH_API_ROUNDS`, `BENCH_API_SECONDS`).", ""]
     report_lines.extend(lines)
+    update_testing_report("api", lines)
 
 
 def write_section(name: str, lines: list[str]) -> Path:
