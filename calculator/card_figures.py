@@ -169,16 +169,17 @@ class CalibrationPoint:
 
 
 @dataclass(frozen=True)
-class CalibrationPlot:
+class ProbabilityFrame(Frame):
+    """A calibration plot's frame: predicted against observed on one range (``_ProbabilityAxes``), with the
+    diagonal x1, y1, x2, y2 where they are equal (drawn by the ``probability_grid`` and ``probability_axes`` template
+    macros)."""
+
+    diagonal: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class CalibrationPlot(ProbabilityFrame):
     months: float
-    size: int
-    left: int
-    right: int
-    top: int
-    bottom: int
-    ticks: tuple[Tick, ...]  # positions along x; the y axis uses ``y_ticks``
-    y_ticks: tuple[Tick, ...]
-    diagonal: tuple[float, float, float, float]  # x1, y1, x2, y2 of predicted = observed
     points: tuple[CalibrationPoint, ...]
 
 
@@ -210,13 +211,19 @@ class _ProbabilityAxes:
     def y(self, p: float) -> float:
         return CAL_BOTTOM - (CAL_BOTTOM - CAL_TOP) * self._above_low(p) / (self.high - self.low)
 
-    def ticks(self) -> tuple[tuple[Tick, ...], tuple[Tick, ...]]:
-        return tuple(Tick(self.x(m), f"{m:.0%}") for m in self.marks), tuple(
-            Tick(self.y(m), f"{m:.0%}") for m in self.marks
-        )
-
-    def diagonal(self) -> tuple[float, float, float, float]:
-        return self.x(self.low), self.y(self.low), self.x(self.high), self.y(self.high)
+    def frame(self, height: int) -> dict[str, Any]:
+        """The ``ProbabilityFrame`` fields of a plot ``height`` high (the square plot, and below it anything else)."""
+        return {
+            "width": CAL_SIZE,
+            "height": height,
+            "left": CAL_LEFT,
+            "right": CAL_RIGHT,
+            "top": CAL_TOP,
+            "bottom": CAL_BOTTOM,
+            "x_ticks": tuple(Tick(self.x(m), f"{m:.0%}") for m in self.marks),
+            "y_ticks": tuple(Tick(self.y(m), f"{m:.0%}") for m in self.marks),
+            "diagonal": (self.x(self.low), self.y(self.low), self.x(self.high), self.y(self.high)),
+        }
 
 
 def calibration_plot(horizon: Mapping[str, Any]) -> CalibrationPlot | None:
@@ -247,17 +254,7 @@ def calibration_plot(horizon: Mapping[str, Any]) -> CalibrationPlot | None:
         )
         for i, g in enumerate(groups)
     )
-    return CalibrationPlot(
-        float(horizon.get("months", 0.0)),
-        CAL_SIZE,
-        CAL_LEFT,
-        CAL_RIGHT,
-        CAL_TOP,
-        CAL_BOTTOM,
-        *axes.ticks(),
-        axes.diagonal(),
-        points,
-    )
+    return CalibrationPlot(**axes.frame(CAL_SIZE), months=float(horizon.get("months", 0.0)), points=points)
 
 
 def _finite(v: object) -> TypeGuard[float]:
@@ -266,7 +263,7 @@ def _finite(v: object) -> TypeGuard[float]:
 
 # --- smoothed calibration curves (Austin, Harrell & van Klaveren 2020) ----------------------------------------
 
-SMOOTH_SIZE, SMOOTH_HEIGHT = 300, 350  # the square plot, and below it the histogram of predicted risks
+SMOOTH_HEIGHT = 350  # the square plot, and below it the histogram of predicted risks
 SMOOTH_HISTOGRAM_TOP, SMOOTH_HISTOGRAM_BOTTOM = 268, 316
 SMOOTH_MEASURES = ("ici", "e50", "e90", "emax", "observed_expected")
 
@@ -281,20 +278,11 @@ class HistogramBar:
 
 
 @dataclass(frozen=True)
-class SmoothedCalibrationPlot:
+class SmoothedCalibrationPlot(ProbabilityFrame):
     """One horizon of ``validation.<ep>.smoothed_calibration``: the smoothed observed risk against the predicted risk
     (points of the line), its 95% band (polygon), the diagonal, and the predicted risks' histogram beneath."""
 
     months: float
-    width: int
-    height: int
-    left: int
-    right: int
-    top: int
-    bottom: int
-    ticks: tuple[Tick, ...]
-    y_ticks: tuple[Tick, ...]
-    diagonal: tuple[float, float, float, float]
     line: str
     band: str
     histogram: tuple[HistogramBar, ...]
@@ -349,22 +337,15 @@ def smoothed_calibration_plot(entry: Mapping[str, Any]) -> SmoothedCalibrationPl
             )
     measures = {key: entry.get(key) if _finite(entry.get(key)) else None for key in SMOOTH_MEASURES}
     return SmoothedCalibrationPlot(
-        float(entry.get("months", 0.0)),
-        SMOOTH_SIZE,
-        SMOOTH_HEIGHT,
-        CAL_LEFT,
-        CAL_RIGHT,
-        CAL_TOP,
-        CAL_BOTTOM,
-        *axes.ticks(),
-        axes.diagonal(),
-        path(points),
-        band,
-        tuple(bars),
-        SMOOTH_HISTOGRAM_TOP,
-        SMOOTH_HISTOGRAM_BOTTOM,
-        bool(entry.get("external")),
-        measures,
+        **axes.frame(SMOOTH_HEIGHT),
+        months=float(entry.get("months", 0.0)),
+        line=path(points),
+        band=band,
+        histogram=tuple(bars),
+        histogram_top=SMOOTH_HISTOGRAM_TOP,
+        histogram_bottom=SMOOTH_HISTOGRAM_BOTTOM,
+        external=bool(entry.get("external")),
+        measures=measures,
     )
 
 

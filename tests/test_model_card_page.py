@@ -368,7 +368,7 @@ def test_calibration_and_risk_group_figures_tolerate_missing_values():
     plot = card_figures.calibration_plot(horizon)
     assert plot is not None and [p.group for p in plot.points] == [1, 3]
     assert plot.points[1].lower is None and plot.points[1].upper is None
-    assert plot.ticks[0].label == "0%" and plot.ticks[-1].label == "60%"
+    assert plot.x_ticks[0].label == "0%" and plot.x_ticks[-1].label == "60%"
     assert card_figures.calibration_plot({"months": 12.0, "groups": []}) is None
     assert card_figures.risk_group_chart({"months": [], "groups": []}) is None
     chart = card_figures.risk_group_chart(
