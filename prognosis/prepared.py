@@ -288,8 +288,9 @@ class Prepared:
     enumerable: bool  # every base input required and categorical: the combinations can be listed, tables kept
     combinations: dict[tuple, Combination] = field(default_factory=dict)
     compatible: dict[tuple, np.ndarray | None] = field(default_factory=dict)
-    # Per combination, the mixture of a patient with every optional input unknown, evaluated (``prognosis.scoring``).
-    every_unknown: dict[Combination, Evaluated] = field(default_factory=dict)
+    # Per combination, the mixture of a patient with every optional input unknown, evaluated (``prognosis.scoring``;
+    # None: over the budget).
+    every_unknown: dict[Combination, Evaluated | None] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     table_bytes: dict[str, int] = field(default_factory=lambda: {"grid": 0, "rmst": 0})
 
@@ -342,7 +343,9 @@ class Prepared:
         arrays += [self.grid, self.grid_times, self.grid_kept, self.grid_valid, self.grid_pos, self.inside]
         arrays += [self.inside_gap, *self.grid_rows, *vars(self.gaps).values()]
         arrays += [a for ep in self.endpoints for a in (ep.times, ep.hc, ep.vc, ep.xc, ep.grid)]
-        tables = sum(c.nbytes for c in self.combinations.values()) + sum(e.nbytes for e in self.every_unknown.values())
+        tables = sum(c.nbytes for c in self.combinations.values()) + sum(
+            e.nbytes for e in self.every_unknown.values() if e
+        )
         return sum(a.nbytes for a in arrays) + tables
 
 

@@ -203,15 +203,17 @@ def evaluated(mix: mixture.Mixture, base: mixture.Base) -> Evaluated:
 def every_unknown(prep: Prepared, comb: Combination) -> Evaluated | None:
     """For a patient with every optional input unknown, unconditional, the mixture depends on the required inputs
     only: its ``Evaluated`` is computed once per combination (at load, ``prepare``) and kept with the model's tables
-    (within ``prognosis.prepared.GRID_TABLE_BUDGET``; over it, computed per request). None: the model keeps no
-    tables for it (a numeric input), and scoring evaluates the patient's mixture as any other."""
-    found = prep.every_unknown.get(comb)
-    if found is None and prep.enumerable and comb.grid_survival is not None:
-        mix = mixture.every_unknown(prep, comb)
-        found = evaluated(mix, mixture.base_at(mix, None))
-        if prep.reserve("grid", found.nbytes):
-            prep.every_unknown[comb] = found
-    return found
+    (within ``prognosis.prepared.GRID_TABLE_BUDGET``). None: the model keeps none for it (a numeric input, or over
+    the budget, which is remembered), and scoring evaluates the patient's mixture as any other's."""
+    if comb in prep.every_unknown:
+        return prep.every_unknown[comb]
+    if not prep.enumerable or comb.grid_survival is None:
+        return None
+    mix = mixture.every_unknown(prep, comb)
+    found = evaluated(mix, mixture.base_at(mix, None))
+    kept = found if prep.reserve("grid", found.nbytes) else None
+    prep.every_unknown[comb] = kept
+    return kept
 
 
 def score(

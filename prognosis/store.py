@@ -222,14 +222,13 @@ def cached_model(directory: str | Path) -> Model:
     try:
         st = os.stat(Path(directory) / MANIFEST)
     except OSError:
-        st = None
-    stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if st is not None else None
+        return _verified_model(directory)  # which says why the manifest cannot be read
+    stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     seen = _stamps.get(os.fspath(directory))
     if seen is not None and seen[0] == stamp:
         return seen[1]
     model = _verified_model(directory)
-    if stamp is not None:
-        _stamps[os.fspath(directory)] = (stamp, model)
+    _stamps[os.fspath(directory)] = (stamp, model)
     return model
 
 

@@ -396,7 +396,8 @@ def test_every_unknown_patients_read_their_combination_evaluated_at_load(model_d
     fresh = load_model(model_dir)
     prep = prepared_module.prepare(fresh)
     assert prep.enumerable and set(prep.every_unknown) == set(prep.combinations.values())
-    assert prep.table_bytes["grid"] >= sum(e.nbytes for e in prep.every_unknown.values())
+    kept = [e for e in prep.every_unknown.values() if e is not None]
+    assert len(kept) == len(prep.every_unknown) and prep.table_bytes["grid"] >= sum(e.nbytes for e in kept)
     unknown = {c.name: None for c in covariates.COVARIATES if not c.required}
     rng = np.random.default_rng(21)
     patients = [{**random_patient(rng, "known"), **unknown} for _ in range(4)]
@@ -413,6 +414,23 @@ def test_every_unknown_patients_read_their_combination_evaluated_at_load(model_d
             scoring.predict(fresh, patient, horizons=off_grid), oracle.predict(fresh, patient, horizons=off_grid)
         )
     assert calls, "times off the grid were evaluated per request"
+
+
+def test_an_every_unknown_table_over_the_budget_is_remembered_and_not_kept(model_dir, monkeypatch):
+    """With room for a combination's grid survival but not for its every-unknown table, no table is kept, the
+    refusal is remembered (the mixture is not evaluated again only to be refused again), and the patient is scored
+    as any other, to the full computation's numbers."""
+    fresh = load_model(model_dir)
+    prep = prepared(fresh)
+    patient = scoring.validate_patient(random_patient(np.random.default_rng(0), "unknown"))
+    assert prep.combination(patient).grid_survival is not None
+    monkeypatch.setattr(prepared_module, "GRID_TABLE_BUDGET", prep.table_bytes["grid"])  # that survival, no more
+    built: list[tuple] = []
+    evaluated = scoring.evaluated
+    monkeypatch.setattr(scoring, "evaluated", lambda *a: built.append(a) or evaluated(*a))
+    for _ in range(2):
+        assert_same(scoring.predict(fresh, patient), oracle.predict(fresh, patient))
+    assert list(prep.every_unknown.values()) == [None] and len(built) == 1
 
 
 @pytest.mark.parametrize(
