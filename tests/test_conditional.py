@@ -12,8 +12,7 @@ from prognosis.normal import Z_95
 from prognosis.scoring import predict
 from prognosis.store import load_model
 from tests import scoring_oracle as oracle
-from tests.test_scoring import KINDS, mixture_case, random_patient
-from training.fit import fit_cox
+from tests.test_scoring import KINDS, BruteForceCox, mixture_case, random_patient
 
 HORIZONS = (6.0, 12.0, 24.0, 36.0, 60.0)
 
@@ -160,46 +159,19 @@ def test_the_response_says_what_changed(model):
 def brute_force_conditional(frame, endpoint, patient, names, weights_by_pattern, options, t, s):
     """C_a(t|s) (one option) or C_a(t|s) - C_b(t|s) (two) and its delta-method variance by central differences
     over beta (also through the risk-set sums S0) and the baseline increments, with loops over risk sets."""
-    spec = covariates.ENDPOINTS[endpoint]
-    terms = covariates.term_ids(covariates.OPTIONAL)
-    x = covariates.design_matrix(frame, terms)
-    time, event = frame[spec.time].to_numpy(float), frame[spec.event].to_numpy(bool)
-    fit = fit_cox(x, time, event, terms)
-    ev_times = np.unique(time[event])
-    d = np.array([np.sum(event & (time == u)) for u in ev_times])
+    cox = BruteForceCox.of(frame, endpoint)
     w = np.array(list(weights_by_pattern.values()), float)
     w = w / w.sum()
-
-    def design(option):
-        rows = []
-        for values in weights_by_pattern:
-            row = dict(patient, modality=option, **dict(zip(names, values, strict=True)))
-            rows.append(covariates.design_matrix({k: [v] for k, v in row.items()}, terms)[0])
-        return np.array(rows)
-
-    zs = {o: design(o) for o in options}
-
-    def s0(beta):
-        e = np.exp(x @ beta)
-        return np.array([e[time >= u].sum() for u in ev_times])
+    zs = {o: cox.patterns(patient, o, names, weights_by_pattern) for o in options}
 
     def surv(option, upto, beta, inc):
-        return np.sum(w * np.exp(-np.exp(zs[option] @ beta) * inc[ev_times <= upto].sum()))
+        return np.sum(w * np.exp(-np.exp(zs[option] @ beta) * inc[cox.ev_times <= upto].sum()))
 
     def quantity(beta, inc):
         c = [surv(o, t, beta, inc) / surv(o, s, beta, inc) for o in options]
         return c[0] - (c[1] if len(c) > 1 else 0.0)
 
-    beta, inc = fit.coef, d / s0(fit.coef)
-    eye = np.eye(len(beta))
-    grad_b = np.array([(quantity(beta + 1e-6 * e, inc) - quantity(beta - 1e-6 * e, inc)) / 2e-6 for e in eye])
-    grad_b += np.array(
-        [(quantity(beta, d / s0(beta + 1e-6 * e)) - quantity(beta, d / s0(beta - 1e-6 * e))) / 2e-6 for e in eye]
-    )
-    grad_h = np.array(
-        [(quantity(beta, inc + 1e-7 * e) - quantity(beta, inc - 1e-7 * e)) / 2e-7 for e in np.eye(len(inc))]
-    )
-    return quantity(beta, inc), grad_b @ fit.covariance @ grad_b + np.sum(grad_h**2 * d / s0(beta) ** 2)
+    return cox.delta(quantity)
 
 
 def test_conditional_standard_errors_match_a_brute_force_delta_method(tmp_path):

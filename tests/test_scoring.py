@@ -24,7 +24,7 @@ from prognosis.store import load_model
 from registry import load_registry
 from tests import scoring_oracle as oracle
 from tests.registries import random_registry
-from training.fit import fit_cox
+from training.fit import CoxFit, fit_cox
 from training.pipeline import fit_registry
 
 DATA = Path(__file__).parent / "data"
@@ -66,51 +66,70 @@ def test_curves_and_intervals_match_r_survfit(r_model):
                     assert med[key] == pytest.approx(expected, abs=1e-9)
 
 
+@dataclass(frozen=True)
+class BruteForceCox:
+    """One endpoint's Cox fit with its risk-set sums S0 by loops over risk sets, for delta methods by central
+    differences: shares no code with prognosis.scoring."""
+
+    x: np.ndarray
+    time: np.ndarray
+    terms: list[str]
+    fit: CoxFit
+    ev_times: np.ndarray
+    d: np.ndarray
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, endpoint: str) -> BruteForceCox:
+        spec = covariates.ENDPOINTS[endpoint]
+        terms = covariates.term_ids(covariates.OPTIONAL)
+        x = covariates.design_matrix(frame, terms)
+        time, event = frame[spec.time].to_numpy(float), frame[spec.event].to_numpy(bool)
+        ev_times = np.unique(time[event])
+        d = np.array([np.sum(event & (time == u)) for u in ev_times])
+        return cls(x, time, terms, fit_cox(x, time, event, terms), ev_times, d)
+
+    def s0(self, beta: np.ndarray) -> np.ndarray:
+        w = np.exp(self.x @ beta)
+        return np.array([w[self.time >= u].sum() for u in self.ev_times])
+
+    def patterns(self, patient: dict, option: str, names: tuple, weights_by_pattern: dict) -> np.ndarray:
+        """The patient's terms under ``option`` for each pattern of the unknowns ``names`` (patterns, terms)."""
+        rows = []
+        for values in weights_by_pattern:
+            row = dict(patient, modality=option, **dict(zip(names, values, strict=True)))
+            rows.append(covariates.design_matrix({k: [v] for k, v in row.items()}, self.terms)[0])
+        return np.array(rows)
+
+    def delta(self, quantity) -> tuple[float, float]:
+        """quantity(beta, increments) at the fit and its delta-method variance: beta with its covariance V (also
+        through S0), the baseline increments as free parameters with variance d/S0² (independent)."""
+        fit, d = self.fit, self.d
+        beta = fit.coef
+        inc, eye = d / self.s0(beta), np.eye(len(beta))
+        grad_b = np.array([(quantity(beta + 1e-6 * e, inc) - quantity(beta - 1e-6 * e, inc)) / 2e-6 for e in eye])
+        # The increments depend on beta too: total derivative through S0(beta).
+        grad_b += np.array(
+            [
+                (quantity(beta, d / self.s0(beta + 1e-6 * e)) - quantity(beta, d / self.s0(beta - 1e-6 * e))) / 2e-6
+                for e in eye
+            ]
+        )
+        grad_h = np.array(
+            [(quantity(beta, inc + 1e-7 * e) - quantity(beta, inc - 1e-7 * e)) / 2e-7 for e in np.eye(len(inc))]
+        )
+        variance = grad_b @ fit.covariance @ grad_b + np.sum(grad_h**2 * d / self.s0(beta) ** 2)
+        return quantity(beta, inc), variance
+
+
 def brute_force_mixture(frame, endpoint, patient, option, names, weights_by_pattern, t):
     """-log of the averaged survival at t and its delta-method variance, by finite differences over
-    (beta, baseline increments) with loops over risk sets: shares no code with prognosis.scoring."""
-    spec = covariates.ENDPOINTS[endpoint]
-    terms = covariates.term_ids(covariates.OPTIONAL)
-    x = covariates.design_matrix(frame, terms)
-    time, event = frame[spec.time].to_numpy(float), frame[spec.event].to_numpy(bool)
-    fit = fit_cox(x, time, event, terms)
-    ev_times = np.unique(time[event])
-    d = np.array([np.sum(event & (time == u)) for u in ev_times])
-
-    def s0(beta):
-        w = np.exp(x @ beta)
-        return np.array([w[time >= u].sum() for u in ev_times])
-
-    zs = []
-    for values in weights_by_pattern:
-        row = dict(patient, modality=option, **dict(zip(names, values, strict=True)))
-        zs.append(covariates.design_matrix({k: [v] for k, v in row.items()}, terms)[0])
-    zs, w = np.array(zs), np.array(list(weights_by_pattern.values()), float)
+    (beta, baseline increments) with loops over risk sets (``BruteForceCox``)."""
+    cox = BruteForceCox.of(frame, endpoint)
+    zs = cox.patterns(patient, option, names, weights_by_pattern)
+    w = np.array(list(weights_by_pattern.values()), float)
     w = w / w.sum()
-    upto = ev_times <= t
-
-    def neg_log_s(beta, increments):
-        h = increments[upto].sum()
-        return -np.log(np.sum(w * np.exp(-np.exp(zs @ beta) * h)))
-
-    beta = fit.coef
-    inc = d / s0(beta)
-    # Baseline increments as free parameters with variance d/S0^2 (independent), beta with V.
-    grad_b = np.array(
-        [(neg_log_s(beta + 1e-6 * e, inc) - neg_log_s(beta - 1e-6 * e, inc)) / 2e-6 for e in np.eye(len(beta))]
-    )
-    # The increments depend on beta too: total derivative through S0(beta).
-    grad_b += np.array(
-        [
-            (neg_log_s(beta, d / s0(beta + 1e-6 * e)) - neg_log_s(beta, d / s0(beta - 1e-6 * e))) / 2e-6
-            for e in np.eye(len(beta))
-        ]
-    )
-    grad_h = np.array(
-        [(neg_log_s(beta, inc + 1e-7 * e) - neg_log_s(beta, inc - 1e-7 * e)) / 2e-7 for e in np.eye(len(inc))]
-    )
-    var = grad_b @ fit.covariance @ grad_b + np.sum(grad_h**2 * d / s0(beta) ** 2)
-    return neg_log_s(beta, inc), var
+    upto = cox.ev_times <= t
+    return cox.delta(lambda beta, inc: -np.log(np.sum(w * np.exp(-np.exp(zs @ beta) * inc[upto].sum()))))
 
 
 def chain_weights(model, endpoint: str, patient: dict, names: list[str]) -> dict[tuple, float]:
@@ -467,14 +486,20 @@ def test_rmst_tables_agree_with_the_exact_path(model):
             np.testing.assert_allclose(got, want, rtol=1e-9)
 
 
+def every_event_index(prep) -> np.ndarray:
+    """Every event index of every endpoint (endpoints, sentinel), padded with the sentinel: the full evaluation."""
+    every = np.full((len(prep.endpoints), prep.sentinel), prep.sentinel)
+    for e, ep in enumerate(prep.endpoints):
+        every[e, : len(ep.times)] = np.arange(len(ep.times))
+    return every
+
+
 def test_gap_bounds_hold_inside_every_gap(model):
     """The bounds that let scoring skip a gap of the grid contain the true standard deviation of -log S(t|s) at every
     interior event time (unconditional and conditional), for every patient kind, endpoint and option."""
     rng = np.random.default_rng(8)
     prep = prepared(model)
-    every = np.full((len(prep.endpoints), prep.sentinel), prep.sentinel)
-    for e, ep in enumerate(prep.endpoints):
-        every[e, : len(ep.times)] = np.arange(len(ep.times))
+    every = every_event_index(prep)
     for k in range(12):
         patient = scoring.validate_patient(random_patient(rng, KINDS[k % 3]))
         mix = mixture.mixture(prep, patient)
@@ -504,9 +529,7 @@ def test_the_remainder_bounds_the_distance_from_the_segment(model):
     to hold, so dropping it would not show above)."""
     rng = np.random.default_rng(9)
     prep = prepared(model)
-    every = np.full((len(prep.endpoints), prep.sentinel), prep.sentinel)
-    for e, ep in enumerate(prep.endpoints):
-        every[e, : len(ep.times)] = np.arange(len(ep.times))
+    every = every_event_index(prep)
     for k in range(9):
         mix = mixture.mixture(prep, scoring.validate_patient(random_patient(rng, KINDS[k % 3])))
         reach = medians.remainder(mix, mixture.evaluate(mix))
