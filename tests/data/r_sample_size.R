@@ -2,16 +2,9 @@
 # Run from the repository root:  Rscript tests/data/r_sample_size.R   (writes tests/data/r_sample_size_coxph.csv)
 # Data: the tied-time registry of tests/data/r_reference_registry.csv, all 19 terms, coxph(ties = "efron").
 library(survival)
+source("tests/data/r_terms.R")
 d <- read.csv("tests/data/r_reference_registry.csv", stringsAsFactors = FALSE)
-x <- data.frame(
-  g2 = 1 * (d$who_grade == 2), g3 = 1 * (d$who_grade == 3),
-  b1 = 1 * (d$tumor_burden == "25-50%"), b2 = 1 * (d$tumor_burden == "50-75%"), b3 = 1 * (d$tumor_burden == ">75%"),
-  pr = d$prior_resection_ablation,
-  s1 = 1 * (d$modality == "SIRT" & d$who_grade == 1), t1 = 1 * (d$modality == "TAE" & d$who_grade == 1),
-  s2 = 1 * (d$modality == "SIRT" & d$who_grade == 2), t2 = 1 * (d$modality == "TAE" & d$who_grade == 2),
-  s3 = 1 * (d$modality == "SIRT" & d$who_grade == 3), t3 = 1 * (d$modality == "TAE" & d$who_grade == 3),
-  gut = 1 * (d$tumor_type == "gut"), br = 1 * (d$tumor_type == "bronchial"), ot = 1 * (d$tumor_type == "other"),
-  ex = d$extrahepatic_metastases, oc = d$octreotide, bi = d$biologic, cy = d$cytotoxic)
+x <- terms(d)
 out <- list()
 for (ep in c("hpfs", "os")) {
   y <- Surv(d[[paste0(ep, "_months")]], d[[paste0(ep, "_event")]])
